@@ -1,0 +1,82 @@
+"""python -m evalharness run|list|... — user errors print one line and exit with status 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from evalharness.errors import UserError
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from evalharness import config
+    from evalharness.pipeline import RunOptions, run_experiment
+
+    if args.limit is not None and args.limit < 1:
+        raise UserError("--limit: must be an integer >= 1")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise UserError("--batch-size: must be an integer >= 1")
+    cfg = config.load(args.experiment)
+    opts = RunOptions(limit=args.limit, device=args.device, batch_size=args.batch_size,
+                      output=Path(args.output) if args.output else None, overwrite=args.overwrite)
+    root = run_experiment(cfg, opts)
+    print(f"results: {root}")
+    print((root / "summary.md").read_text(encoding="utf-8"))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from evalharness.samplers import SAMPLERS
+    from evalharness.scorers import SCORERS
+
+    print("Samplers (YAML: samplers: [{name: NAME, PARAM: value or [grid]}]):")
+    for name in SAMPLERS.names():
+        cls = SAMPLERS.get(name)
+        params = ", ".join(p if d is None else f"{p}={d}" for p, d in cls.parameters()) or "no parameters"
+        print(f"  {name:<12} {params:<34} {cls.paper}")
+    print("\nScorers (YAML: scorers: [NAME or {name: NAME, OPTION: value}]):")
+    for name in SCORERS.names():
+        cls = SCORERS.get(name)
+        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        print(f"  {name:<12} metrics: {', '.join(cls.metrics)}")
+        print(f"  {'':<12} options: {', '.join(cls.options()) or 'none'} — {doc}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m evalharness",
+                                     description="Compare decoding methods by how human-like their text is.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run an experiment YAML end to end")
+    run.add_argument("experiment", help="path to the experiment YAML")
+    run.add_argument("--limit", type=int, help="use only the first N prompts")
+    run.add_argument("--device", help="override model.device (cpu, cuda, cuda:N, auto)")
+    run.add_argument("--batch-size", type=int, help="override model.batch_size")
+    run.add_argument("--output", help="results folder (default results/<name>)")
+    run.add_argument("--overwrite", action="store_true", help="delete an existing results folder first")
+    run.add_argument("--debug", action="store_true", help="show tracebacks")
+    run.set_defaults(func=cmd_run)
+
+    lst = sub.add_parser("list", help="list samplers and scorers with their parameters and papers")
+    lst.set_defaults(func=cmd_list)
+    return parser
+
+
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished prompts are saved; run the same command again to resume", file=sys.stderr)
+        return 130

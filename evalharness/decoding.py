@@ -1,0 +1,153 @@
+"""The batched decoding loop: left padding, KV cache, one seeded RNG per prompt, log-probs.
+
+Contract: the continuation of prompt i depends only on (model, context, sampler, seed of i),
+not on the batch size or the other prompts in the batch. Each row owns a torch.Generator
+seeded from (experiment seed, prompt id, run name) and draws exactly one uniform number per
+step, turned into a token by inverse-CDF sampling in float64.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+from dataclasses import dataclass
+from typing import NamedTuple, Sequence
+
+import torch
+
+from evalharness.samplers.base import Sampler
+
+
+@dataclass
+class Continuation:
+    """What decoding produced for one prompt (before it becomes a Generation record)."""
+
+    token_ids: list[int]
+    logprobs_model: list[float]
+    logprobs_sampler: list[float]
+    stopped_by_eos: bool
+
+
+def row_seed(seed: int, prompt_id: str, run: str) -> int:
+    """A 63-bit seed that depends on nothing but the experiment seed, prompt and run."""
+    digest = hashlib.sha256(f"{seed}\x00{prompt_id}\x00{run}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def left_pad(rows: Sequence[Sequence[int]], pad_id: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad token rows so the last real token of every row sits in the last column."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        if row:
+            ids[i, width - len(row):] = torch.tensor(row, dtype=torch.long)
+            mask[i, width - len(row):] = 1
+    return ids.to(device), mask.to(device)
+
+
+def positions(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that ignore left padding (GPT-2 would otherwise count the pads)."""
+    return (mask.cumsum(dim=-1) - 1).clamp(min=0)
+
+
+def inverse_cdf_sample(logprobs: torch.Tensor, generators: Sequence[torch.Generator]) -> torch.Tensor:
+    """One token per row from exp(logprobs), using one uniform draw from the row's own RNG.
+
+    (1 - u) lies in (0, 1], so the first index whose cumulative mass reaches it always has
+    non-zero probability: a truncated token can never be drawn."""
+    uniforms = torch.stack([torch.rand((), generator=g, dtype=torch.float64) for g in generators])
+    cdf = torch.cumsum(logprobs.double().exp(), dim=-1)
+    targets = ((1.0 - uniforms).to(cdf.device) * cdf[:, -1]).unsqueeze(-1)
+    picked = torch.searchsorted(cdf, targets).squeeze(-1)
+    return picked.clamp(max=logprobs.shape[-1] - 1)
+
+
+def cut_at_eos(tokens: torch.Tensor, lp_model: torch.Tensor, lp_sampler: torch.Tensor,
+               eos_id: int | None) -> list[Continuation]:
+    """Turn (batch, steps) tensors into per-row continuations ending at the first EOS."""
+    out = []
+    for toks, lpm, lps in zip(tokens.tolist(), lp_model.tolist(), lp_sampler.tolist()):
+        stopped = eos_id is not None and eos_id in toks
+        end = toks.index(eos_id) + 1 if stopped else len(toks)
+        out.append(Continuation(toks[:end], lpm[:end], lps[:end], stopped))
+    return out
+
+
+class Step(NamedTuple):
+    logits: torch.Tensor
+    cache: object
+    hidden: torch.Tensor | None
+
+
+@functools.lru_cache(maxsize=None)
+def _cache_argument(model_class: type) -> str:
+    """transformers renamed `past_key_values` to `cache` (5.2x); accept both generations."""
+    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
+
+
+def model_logits(model, ids, mask, pos, cache=None, hidden=False) -> Step:
+    """One forward pass with the KV cache; final-layer hidden states when asked."""
+    name = _cache_argument(type(model))
+    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
+                output_hidden_states=hidden, **{name: cache})
+    return Step(out.logits, getattr(out, name), out.hidden_states[-1] if hidden else None)
+
+
+@torch.inference_mode()
+def sample_loop(model, contexts: Sequence[Sequence[int]], sampler: Sampler, max_new_tokens: int,
+                eos_id: int | None, pad_id: int, seeds: Sequence[int], device: str) -> list[Continuation]:
+    """Ancestral sampling (strategy "sample") or greedy search (strategy "greedy")."""
+    ids, mask = left_pad(contexts, pad_id, device)
+    generators = [torch.Generator().manual_seed(s) for s in seeds]
+    pos = positions(mask)
+    out = model_logits(model, ids, mask, pos)
+    pos = pos[:, -1:]
+    finished = torch.zeros(len(contexts), dtype=torch.bool, device=device)
+    steps: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    for _ in range(max_new_tokens):
+        logits = out.logits[:, -1, :].float()
+        lp_model = torch.log_softmax(logits, dim=-1)
+        lp_sampler = torch.log_softmax(sampler.process(logits), dim=-1)
+        if sampler.strategy == "greedy":
+            token = lp_sampler.argmax(dim=-1)
+        else:
+            token = inverse_cdf_sample(lp_sampler, generators).to(device)
+        steps.append((token, lp_model.gather(-1, token[:, None])[:, 0],
+                      lp_sampler.gather(-1, token[:, None])[:, 0]))
+        if eos_id is not None:
+            finished |= token == eos_id
+        if bool(finished.all()):
+            break
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
+        pos = pos + 1
+        out = model_logits(model, token[:, None], mask, pos, out.cache)
+    return cut_at_eos(*(torch.stack(s, dim=1).cpu() for s in zip(*steps)), eos_id)
+
+
+@torch.inference_mode()
+def teacher_forced_logprobs(model, contexts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]],
+                            pad_id: int, device: str) -> list[list[float]]:
+    """The model's log-probability of each continuation token given the context and the
+    preceding continuation tokens (used for human text and for beam search outputs)."""
+    rows = [list(c) + list(x) for c, x in zip(contexts, continuations)]
+    ids, mask = left_pad(rows, pad_id, device)
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask)).logits.float()
+    logprobs = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
+    width = ids.shape[1]
+    out = []
+    for i, cont in enumerate(continuations):
+        # Token j of the continuation sits at column width - len(cont) + j; it is predicted
+        # by the logits one column before, which is index width - len(cont) + j - 1 here.
+        start = width - len(cont) - 1
+        out.append(logprobs[i, start:start + len(cont)].tolist() if cont else [])
+    return out
+
+
+def decode(model, contexts, sampler: Sampler, max_new_tokens: int, eos_id: int | None, pad_id: int,
+           seeds: Sequence[int], device: str) -> list[Continuation]:
+    """Continue every context with the sampler: search methods bring their own loop."""
+    if sampler.strategy in ("sample", "greedy"):
+        return sample_loop(model, contexts, sampler, max_new_tokens, eos_id, pad_id, seeds, device)
+    return sampler.decode(model, contexts, max_new_tokens, eos_id, pad_id, device)

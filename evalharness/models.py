@@ -1,0 +1,89 @@
+"""Load a causal LM and its tokenizer: a hub id, a local directory, or builtin:<name>."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from evalharness.errors import UserError
+
+BUILTIN_MODELS = Path(__file__).parent / "builtin_models"
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for decoding, with the token ids the loop needs."""
+
+    model: object
+    tokenizer: object
+    device: str
+    eos_id: int | None
+    pad_id: int
+    max_positions: int | None
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise UserError(f"model.device: {device!r} asked for, but no CUDA device is available; use cpu or auto")
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_location(name: str) -> tuple[str, bool]:
+    """(what to pass to from_pretrained, whether it is local)."""
+    if name.startswith("builtin:"):
+        folder = BUILTIN_MODELS / name.split(":", 1)[1]
+        if not (folder / "config.json").is_file():
+            known = sorted(p.name for p in BUILTIN_MODELS.glob("*") if (p / "config.json").is_file())
+            raise UserError(f"model.name: unknown builtin model {name!r}; known: "
+                            f"{', '.join('builtin:' + k for k in known) or 'none'}")
+        return str(folder), True
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return str(path), True
+    if name.startswith((".", "/", "~")) or path.suffix or name.count("/") > 1:
+        raise UserError(f"model.name: no model directory at {name!r}")
+    return name, False
+
+
+def load_model(name: str, device: str = "auto", dtype: str = "float32", trust_remote_code: bool = False,
+               use_safetensors: bool = True) -> LoadedModel:
+    """Load model + tokenizer, in eval mode, with the model's own generation defaults removed
+    (a generation_config.json that sets temperature or top_p must not leak into any sampler)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+    location, local = resolve_location(name)
+    device = resolve_device(device)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=local,
+                                                  trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            location, local_files_only=local, trust_remote_code=trust_remote_code,
+            dtype=DTYPES[dtype], use_safetensors=use_safetensors)
+    except (OSError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        where = "local directory" if local else "Hugging Face Hub (is it reachable? is the id right?)"
+        hint = ("; it may hold only pickled weights: set model.use_safetensors: false if you trust them"
+                if use_safetensors and "safetensors" in str(exc) else "")
+        raise UserError(f"model.name: could not load {name!r} from the {where}: {reason}{hint}") from None
+    model.to(device).eval()
+    eos_id = tokenizer.eos_token_id
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos_id or 0)
+    model.generation_config = GenerationConfig(eos_token_id=eos_id, pad_token_id=pad_id)
+    return LoadedModel(model, tokenizer, device, eos_id, pad_id, max_positions(model))
+
+
+def max_positions(model) -> int | None:
+    """The longest sequence the model accepts, when its config says."""
+    for key in ("n_positions", "max_position_embeddings", "n_ctx", "max_sequence_length"):
+        value = getattr(model.config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None

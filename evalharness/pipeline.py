@@ -1,0 +1,164 @@
+"""`run`: config -> prompts -> generations -> scores -> summary, resumable at every step."""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+import evalharness
+from evalharness.config import ExperimentConfig, build_sampler
+from evalharness.data import build_prompts, read_documents
+from evalharness.decoding import decode, row_seed, teacher_forced_logprobs
+from evalharness.errors import UserError
+from evalharness.models import LoadedModel, load_model
+from evalharness.records import HUMAN_RUN, Generation, Prompt, RunSpec
+from evalharness.scoring import score_experiment
+from evalharness.store import ResultsDir, ensure_writable, fingerprint, write_json
+from evalharness.summary import write_summary
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Command-line overrides of `run`."""
+
+    limit: int | None = None
+    device: str | None = None
+    batch_size: int | None = None
+    output: Path | None = None
+    overwrite: bool = False
+
+
+def run_experiment(cfg: ExperimentConfig, opts: RunOptions) -> Path:
+    """Everything that can fail on user input is checked before the results folder is touched."""
+    started = time.time()
+    device = opts.device or cfg.model.device
+    loaded = load_model(cfg.model.name, device, cfg.model.dtype, cfg.model.trust_remote_code,
+                        cfg.model.use_safetensors)
+    prompts = build_prompts(read_documents(cfg.data), loaded.tokenizer, cfg.data, cfg.seed, loaded.eos_id, opts.limit)
+    check_lengths(prompts, cfg, loaded)
+    root = Path(opts.output) if opts.output else Path("results") / cfg.name
+    prepare_output(root, opts.overwrite)
+    store = ResultsDir(root)
+    store.check_prompts(prompts)
+    store.write_prompts(prompts)
+    write_json(root / "manifest.json", manifest(cfg, opts, started, None))
+    batch_size = opts.batch_size or cfg.model.batch_size
+    generate_human(store, prompts, loaded, batch_size, experiment_key(cfg))
+    for spec in cfg.samplers:
+        generate_run(store, spec, prompts, loaded, cfg, batch_size)
+    del loaded  # free the model before scorers load theirs
+    rows = score_experiment(store, cfg, prompts, device=resolve(device))
+    write_summary(root, rows, cfg)
+    write_json(root / "manifest.json", manifest(cfg, opts, started, time.time()))
+    return root
+
+
+def resolve(device: str) -> str:
+    return "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+
+
+def check_lengths(prompts: list[Prompt], cfg: ExperimentConfig, loaded: LoadedModel) -> None:
+    longest = max(len(p.context_ids) for p in prompts) + cfg.data.max_new_tokens
+    if loaded.max_positions is not None and longest > loaded.max_positions:
+        raise UserError(f"data.context_tokens + data.max_new_tokens = {longest} tokens exceeds the model's "
+                        f"maximum length of {loaded.max_positions}; lower one of them")
+
+
+def prepare_output(root: Path, overwrite: bool) -> None:
+    if overwrite and root.exists():
+        if any(root.iterdir()) and not (root / "manifest.json").exists():
+            raise UserError(f"--overwrite: {root} is not an evalharness results folder; refusing to delete it")
+        shutil.rmtree(root)
+    ensure_writable(root)
+
+
+def experiment_key(cfg: ExperimentConfig) -> dict:
+    """Everything besides the sampler that determines a generation."""
+    data = asdict(cfg.data)
+    data.pop("num_prompts")  # prompt i does not depend on how many prompts are taken
+    return {"model": cfg.model.name, "dtype": cfg.model.dtype, "data": data, "seed": cfg.seed}
+
+
+def run_meta(spec: RunSpec, key: dict) -> dict:
+    determined_by = {**key, "sampler": spec.sampler, "params": dict(spec.params)}
+    return {"run": spec.name, "sampler": spec.sampler, "params": dict(spec.params),
+            "fingerprint": fingerprint(determined_by), "determined_by": determined_by}
+
+
+def generate_human(store: ResultsDir, prompts: list[Prompt], loaded: LoadedModel, batch_size: int, key: dict) -> None:
+    """The human continuations as one more run; logprobs_model = the model's log-probability of
+    each human token given the same context. logprobs_sampler repeats them (no sampler drew them)."""
+    spec = RunSpec(HUMAN_RUN, HUMAN_RUN)
+    done = store.open_run(HUMAN_RUN, run_meta(spec, key))
+    todo = [p for p in prompts if p.prompt_id not in done]
+    for batch in tqdm(batches(todo, batch_size), desc="human", unit="batch", disable=None):
+        logprobs = teacher_forced_logprobs(loaded.model, [p.context_ids for p in batch],
+                                           [p.human_ids for p in batch], loaded.pad_id, loaded.device)
+        store.append_generations(HUMAN_RUN, [
+            Generation(p.prompt_id, HUMAN_RUN, p.human_text, p.human_ids, len(p.human_ids), p.human_ended,
+                       tuple(lp), tuple(lp)) for p, lp in zip(batch, logprobs)])
+
+
+def generate_run(store: ResultsDir, spec: RunSpec, prompts: list[Prompt], loaded: LoadedModel,
+                 cfg: ExperimentConfig, batch_size: int) -> None:
+    done = store.open_run(spec.name, run_meta(spec, experiment_key(cfg)))
+    todo = [p for p in prompts if p.prompt_id not in done]
+    todo.sort(key=lambda p: len(p.context_ids))  # less padding; results do not depend on batching
+    sampler = build_sampler(spec)
+    for batch in tqdm(batches(todo, batch_size), desc=spec.name, unit="batch", disable=None):
+        seeds = [row_seed(cfg.seed, p.prompt_id, spec.name) for p in batch]
+        outs = decode(loaded.model, [p.context_ids for p in batch], sampler, cfg.data.max_new_tokens,
+                      loaded.eos_id, loaded.pad_id, seeds, loaded.device)
+        store.append_generations(spec.name, [to_generation(p, spec.name, o, loaded) for p, o in zip(batch, outs)])
+
+
+def to_generation(prompt: Prompt, run: str, out, loaded: LoadedModel) -> Generation:
+    content = out.token_ids[:-1] if out.stopped_by_eos else out.token_ids
+    return Generation(prompt.prompt_id, run, loaded.tokenizer.decode(content), tuple(out.token_ids),
+                      len(out.token_ids), out.stopped_by_eos, tuple(out.logprobs_model), tuple(out.logprobs_sampler))
+
+
+def batches(items: list, size: int) -> list[list]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def manifest(cfg: ExperimentConfig, opts: RunOptions, started: float, finished: float | None) -> dict:
+    return {
+        "experiment": cfg.name, "config_file": cfg.path, "config": asdict(cfg), "seed": cfg.seed,
+        "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(opts).items()},
+        "evalharness_version": evalharness.__version__, "git_commit": git_commit(),
+        "versions": versions(), "machine": machine(),
+        "started": iso(started), "finished": iso(finished) if finished else None,
+        "wall_seconds": round(finished - started, 3) if finished else None,
+    }
+
+
+def iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(evalharness.__file__).parent,
+                             capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def versions() -> dict:
+    import transformers
+    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def machine() -> dict:
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_threads": torch.get_num_threads(), "gpu": gpu}

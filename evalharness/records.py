@@ -1,0 +1,111 @@
+"""The records that flow between stages. Each is frozen and round-trips through JSON."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+HUMAN_RUN = "human"
+"""Run name of the human continuations, scored exactly like every model run."""
+
+
+def _from_dict(cls, data: dict[str, Any]):
+    """Build a record from a JSON object, turning lists back into tuples."""
+    kwargs = {}
+    for f in fields(cls):
+        if f.name in data:
+            value = data[f.name]
+            kwargs[f.name] = tuple(value) if isinstance(value, list) else value
+    return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One held-out human document cut into a context and its true continuation."""
+
+    prompt_id: str
+    """Stable id, e.g. "00042": the prompt's position in the seeded selection."""
+    doc_id: str
+    """Id of the source document (line number, jsonl `id` field or row index)."""
+    context_text: str
+    """The context as text (decoded from context_ids)."""
+    context_ids: tuple[int, ...]
+    """Token ids the model is conditioned on."""
+    human_ids: tuple[int, ...]
+    """The next max_new_tokens token ids of the document, ending with end-of-text when the
+    document ended inside that window."""
+    human_text: str
+    """The human continuation as text, without the end-of-text token."""
+    human_ended: bool
+    """True when the document ended within max_new_tokens (human_ids then ends with EOS)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Prompt":
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One continuation of one prompt by one run (or the human continuation, run="human")."""
+
+    prompt_id: str
+    """The Prompt it continues."""
+    run: str
+    """Run name, e.g. "top_p-p=0.95", or "human"."""
+    text: str
+    """Decoded continuation, without the end-of-text token."""
+    token_ids: tuple[int, ...]
+    """Generated token ids; ends with the end-of-text id iff stopped_by_eos."""
+    num_tokens: int
+    """len(token_ids)."""
+    stopped_by_eos: bool
+    """True when the continuation ended with end-of-text rather than at max_new_tokens."""
+    logprobs_model: tuple[float, ...]
+    """Natural-log probability of each token under the raw model (temperature 1, no truncation)."""
+    logprobs_sampler: tuple[float, ...]
+    """Natural-log probability of each token under the distribution it was drawn from.
+    Search methods (greedy, beam, contrastive) draw from no distribution: they record the
+    model's log-probability, as Holtzman et al.'s code does."""
+
+    @property
+    def content_ids(self) -> tuple[int, ...]:
+        """token_ids without the trailing end-of-text: what text-shape metrics look at."""
+        return self.token_ids[:-1] if self.stopped_by_eos else self.token_ids
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Generation":
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One point of the sampler grid: a sampler name with concrete parameters."""
+
+    name: str
+    """Deterministic run name built from sampler and non-default parameters."""
+    sampler: str
+    """Registered sampler name, e.g. "top_p"."""
+    params: tuple[tuple[str, Any], ...] = ()
+    """(parameter, value) pairs in the sampler's field order."""
+
+    @property
+    def params_dict(self) -> dict[str, Any]:
+        return dict(self.params)
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """What one scorer says about one run."""
+
+    values: dict[str, float]
+    """Metric name -> value for the whole run."""
+    ci: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """Metric name -> 95% bootstrap interval over prompts (low, high)."""
+    per_sample: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    """Metric name -> one value per generation, for metrics defined per text."""

@@ -1,0 +1,90 @@
+"""The sampler contract, its registry and the parameter checks every sampler shares."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import MISSING, fields
+from typing import Any, ClassVar
+
+import torch
+
+from evalharness.errors import UserError
+from evalharness.registry import Registry
+
+
+class Sampler:
+    """Base class: a frozen dataclass whose fields are the sampler's YAML parameters.
+
+    `strategy` tells the decoding loop what to do with the processed scores:
+    "sample" draws from softmax(process(logits)); "greedy" takes its argmax; "beam" and
+    "contrastive" are search methods that run their own loop (see their modules).
+    `process` follows the logits-processor contract of transformers: it returns new
+    scores (excluded tokens at -inf) and never modifies its input in place.
+    """
+
+    name: ClassVar[str]
+    paper: ClassVar[str] = ""
+    strategy: ClassVar[str] = "sample"
+
+    def process(self, scores: torch.Tensor) -> torch.Tensor:
+        return scores.clone()
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        return self.process(scores)
+
+    @classmethod
+    def parameters(cls) -> list[tuple[str, Any]]:
+        """(name, default or None when required) in field order, for `list` and run names."""
+        out = []
+        for f in fields(cls):
+            default = None if f.default is MISSING else f.default
+            out.append((f.name, default))
+        return out
+
+
+SAMPLERS: Registry[type[Sampler]] = Registry("sampler")
+
+
+def check_float(value: Any, key: str, rule: str, ok) -> float:
+    """Validate a real-valued parameter; the error names the key and the rule."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise UserError(f"{key}: must be a number {rule} (got {value!r})")
+    value = float(value)
+    if not math.isfinite(value) or not ok(value):
+        raise UserError(f"{key}: must be {rule} (got {value!r})")
+    return value
+
+
+def check_int(value: Any, key: str, rule: str, ok) -> int:
+    """Validate an integer parameter (2.0 is refused: it is probably a typo for a float key)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UserError(f"{key}: must be an integer {rule} (got {value!r})")
+    if not ok(value):
+        raise UserError(f"{key}: must be {rule} (got {value!r})")
+    return value
+
+
+def check_temperature(sampler: Any) -> None:
+    t = check_float(sampler.temperature, "temperature", "> 0", lambda v: v > 0)
+    object.__setattr__(sampler, "temperature", t)
+
+
+def apply_temperature(scores: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Temperature comes first, as in transformers: truncation then sees the tempered distribution."""
+    return scores / temperature if temperature != 1.0 else scores.clone()
+
+
+def keep_only(scores: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """New scores with every token outside `keep` at -inf."""
+    return scores.masked_fill(~keep, float("-inf"))
+
+
+def probabilities(scores: torch.Tensor) -> torch.Tensor:
+    """Softmax in float64, so thresholds and cumulative sums are not blurred by rounding."""
+    return torch.softmax(scores.double(), dim=-1)
+
+
+def keep_argmax(keep: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """Never truncate to an empty set: the most likely token always stays."""
+    top = scores.argmax(dim=-1, keepdim=True)
+    return keep.scatter(-1, top, True)

@@ -1,0 +1,35 @@
+"""Top-k sampling."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from evalharness.samplers.base import (
+    SAMPLERS, Sampler, apply_temperature, check_int, check_temperature, keep_only,
+)
+
+
+@SAMPLERS.register("top_k")
+@dataclass(frozen=True)
+class TopK(Sampler):
+    """Top-k sampling (Fan et al. 2018, Hierarchical Neural Story Generation): sample from the
+    k most likely tokens, renormalised, after an optional temperature.
+
+    Exact support: every token whose (tempered) logit is >= the k-th largest logit, so tokens
+    tied with the k-th are all kept (as transformers does); k above the vocabulary keeps all."""
+
+    k: int
+    temperature: float = 1.0
+    paper = "Fan, Lewis & Dauphin 2018, Hierarchical Neural Story Generation"
+
+    def __post_init__(self) -> None:
+        check_int(self.k, "k", ">= 1", lambda v: v >= 1)
+        check_temperature(self)
+
+    def process(self, scores: torch.Tensor) -> torch.Tensor:
+        scores = apply_temperature(scores, self.temperature)
+        k = min(self.k, scores.shape[-1])
+        kth = torch.topk(scores, k, dim=-1).values[..., -1:]
+        return keep_only(scores, scores >= kth)

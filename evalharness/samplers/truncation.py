@@ -1,0 +1,77 @@
+"""Threshold truncation: epsilon and eta sampling (Hewitt et al. 2022), min-p (Nguyen et al. 2024)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from evalharness.samplers.base import (
+    SAMPLERS, Sampler, apply_temperature, check_float, check_temperature, keep_argmax, keep_only,
+    probabilities,
+)
+
+
+@SAMPLERS.register("epsilon")
+@dataclass(frozen=True)
+class Epsilon(Sampler):
+    """Epsilon sampling (Hewitt, Manning & Liang 2022, Truncation Sampling as Language Model
+    Desmoothing): keep tokens with P(x) >= epsilon; the argmax is always kept."""
+
+    epsilon: float
+    temperature: float = 1.0
+    paper = "Hewitt, Manning & Liang 2022, Truncation Sampling as Language Model Desmoothing"
+
+    def __post_init__(self) -> None:
+        check_float(self.epsilon, "epsilon", "in (0, 1)", lambda v: 0 < v < 1)
+        check_temperature(self)
+
+    def process(self, scores: torch.Tensor) -> torch.Tensor:
+        scores = apply_temperature(scores, self.temperature)
+        keep = probabilities(scores) >= self.epsilon
+        return keep_only(scores, keep_argmax(keep, scores))
+
+
+@SAMPLERS.register("eta")
+@dataclass(frozen=True)
+class Eta(Sampler):
+    """Eta sampling (Hewitt, Manning & Liang 2022): keep tokens with P(x) >= min(eta,
+    sqrt(eta) * exp(-H)), H the entropy of P in nats; the argmax is always kept."""
+
+    eta: float
+    temperature: float = 1.0
+    paper = "Hewitt, Manning & Liang 2022, Truncation Sampling as Language Model Desmoothing"
+
+    def __post_init__(self) -> None:
+        check_float(self.eta, "eta", "in (0, 1)", lambda v: 0 < v < 1)
+        check_temperature(self)
+
+    def process(self, scores: torch.Tensor) -> torch.Tensor:
+        scores = apply_temperature(scores, self.temperature)
+        probs = probabilities(scores)
+        logp = torch.log_softmax(scores.double(), dim=-1).nan_to_num(neginf=0.0)
+        entropy = -(probs * logp).sum(dim=-1, keepdim=True)
+        threshold = torch.clamp(math.sqrt(self.eta) * torch.exp(-entropy), max=self.eta)
+        return keep_only(scores, keep_argmax(probs >= threshold, scores))
+
+
+@SAMPLERS.register("min_p")
+@dataclass(frozen=True)
+class MinP(Sampler):
+    """Min-p sampling (Nguyen et al. 2024, Turning Up the Heat: Min-p Sampling for Creative and
+    Coherent LLM Outputs): keep tokens with P(x) >= p * max_x P(x), after an optional
+    temperature (applied first, as in transformers)."""
+
+    p: float
+    temperature: float = 1.0
+    paper = "Nguyen et al. 2024, Min-p Sampling for Creative and Coherent LLM Outputs"
+
+    def __post_init__(self) -> None:
+        check_float(self.p, "p", "in (0, 1]", lambda v: 0 < v <= 1)
+        check_temperature(self)
+
+    def process(self, scores: torch.Tensor) -> torch.Tensor:
+        scores = apply_temperature(scores, self.temperature)
+        probs = probabilities(scores)
+        return keep_only(scores, probs >= self.p * probs.max(dim=-1, keepdim=True).values)

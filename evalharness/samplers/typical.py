@@ -1,0 +1,36 @@
+"""Locally typical sampling."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from evalharness.samplers.base import (
+    SAMPLERS, Sampler, apply_temperature, check_float, check_temperature, keep_only, probabilities,
+)
+from evalharness.samplers.top_p import smallest_set_reaching
+
+
+@SAMPLERS.register("typical")
+@dataclass(frozen=True)
+class Typical(Sampler):
+    """Locally typical sampling (Meister, Pimentel, Wiher & Cotterell 2022, TACL): with
+    H = -sum_x P(x) log P(x), rank tokens by |-log P(x) - H| ascending and keep the smallest
+    prefix of that ranking whose probability reaches p (ties on the score at the edge kept)."""
+
+    p: float
+    temperature: float = 1.0
+    paper = "Meister et al. 2022, Locally Typical Sampling"
+
+    def __post_init__(self) -> None:
+        check_float(self.p, "p", "in (0, 1]", lambda v: 0 < v <= 1)
+        check_temperature(self)
+
+    def process(self, scores: torch.Tensor) -> torch.Tensor:
+        scores = apply_temperature(scores, self.temperature)
+        probs = probabilities(scores)
+        logp = torch.log_softmax(scores.double(), dim=-1)
+        entropy = -(probs * logp.nan_to_num(neginf=0.0)).sum(dim=-1, keepdim=True)
+        surprise_gap = (-logp - entropy).abs()
+        return keep_only(scores, smallest_set_reaching(probs, surprise_gap, self.p))

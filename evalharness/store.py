@@ -1,0 +1,148 @@
+"""The results directory: manifest, prompts, per-run generations, scores; atomic and resumable.
+
+Layout:
+  <dir>/manifest.json            config, versions, git commit, seed, machine, start/end time
+  <dir>/prompts.jsonl            the prompts themselves (self-sufficient: re-score without the source)
+  <dir>/<run>/run.json           the run's spec and fingerprint (what determines its generations)
+  <dir>/<run>/generations.jsonl  one Generation per prompt, appended as they finish
+  <dir>/<run>/scores.json        cached scores, keyed by what determines them
+  <dir>/human/...                the human continuations, as one more run
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+from evalharness.errors import UserError
+from evalharness.records import Generation, Prompt
+
+
+def fingerprint(obj: Any) -> str:
+    """A short stable hash of a JSON-able object."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over the target:
+    a reader sees the old file or the new one, never half of either."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def read_jsonl(path: Path, repair: bool = False) -> list[dict]:
+    """Complete records of a JSON Lines file. A trailing line without its newline was cut by a
+    crash mid-append: it is ignored, and with repair=True removed from the file."""
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    complete = data[: data.rfind(b"\n") + 1]
+    if repair and len(complete) != len(data):
+        with open(path, "r+b") as handle:
+            handle.truncate(len(complete))
+    return [json.loads(line) for line in complete.decode("utf-8").splitlines() if line.strip()]
+
+
+def append_jsonl(path: Path, records: Iterable[dict]) -> None:
+    """Append whole lines in one write, then fsync, so a crash leaves at most one partial line."""
+    blob = "".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r in records)
+    if not blob:
+        return
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(blob)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+class ResultsDir:
+    """One experiment's results folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def run_dir(self, run: str) -> Path:
+        return self.root / run
+
+    def generations_path(self, run: str) -> Path:
+        return self.run_dir(run) / "generations.jsonl"
+
+    # -- prompts --
+    def write_prompts(self, prompts: list[Prompt]) -> None:
+        write_atomic(self.root / "prompts.jsonl",
+                     "".join(json.dumps(p.to_dict(), ensure_ascii=False) + "\n" for p in prompts))
+
+    def read_prompts(self) -> list[Prompt]:
+        return [Prompt.from_dict(d) for d in read_jsonl(self.root / "prompts.jsonl")]
+
+    def check_prompts(self, prompts: list[Prompt]) -> None:
+        """Prompts already on disk must be the ones we would build now (same id, same content)."""
+        old = {p.prompt_id: p for p in self.read_prompts()}
+        for p in prompts:
+            if p.prompt_id in old and old[p.prompt_id] != p:
+                raise UserError(f"{self.root}: prompt {p.prompt_id} on disk differs from the data now; "
+                                "the source changed — rerun with --overwrite or choose another --output")
+
+    # -- runs --
+    def open_run(self, run: str, spec: dict) -> dict[str, Generation]:
+        """Prepare a run folder and return the generations already complete in it.
+
+        A run folder made with a different fingerprint (model, data, sampler, seed, ...) is
+        never reused: that is an error unless the caller removed it (--overwrite)."""
+        folder = self.run_dir(run)
+        meta_path = folder / "run.json"
+        if meta_path.exists():
+            old = read_json(meta_path)
+            if old.get("fingerprint") != spec["fingerprint"]:
+                changed = [k for k in spec["determined_by"] if old.get("determined_by", {}).get(k) != spec["determined_by"][k]]
+                raise UserError(f"{folder}: holds generations made with other settings ({', '.join(changed) or 'unknown'}); "
+                                "rerun with --overwrite or choose another --output")
+        else:
+            folder.mkdir(parents=True, exist_ok=True)
+            write_json(meta_path, spec)
+        done = {}
+        for record in read_jsonl(self.generations_path(run), repair=True):
+            gen = Generation.from_dict(record)
+            done.setdefault(gen.prompt_id, gen)
+        return done
+
+    def append_generations(self, run: str, generations: list[Generation]) -> None:
+        append_jsonl(self.generations_path(run), (g.to_dict() for g in generations))
+
+    def read_generations(self, run: str) -> dict[str, Generation]:
+        out: dict[str, Generation] = {}
+        for record in read_jsonl(self.generations_path(run)):
+            out.setdefault(record["prompt_id"], Generation.from_dict(record))
+        return out
+
+
+def ensure_writable(root: Path) -> None:
+    """Fail early, before any work, if the results folder cannot be created or written."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"--output: cannot write to {root}: {exc.strerror or exc}") from None
