@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
@@ -62,7 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     lst = sub.add_parser("list", help="list samplers and scorers with their parameters and papers")
     lst.set_defaults(func=cmd_list)
+    for module in COMMAND_MODULES:
+        command_module = importlib.import_module(module)
+        command_module.register_command(sub)
     return parser
+
+
+# Further subcommands live beside the code they drive: each module has
+# register_command(subparsers), which adds a parser and sets func=callable(args) -> exit status.
+# Keep heavy imports (torch, transformers) inside the callables so `--help` stays fast.
+COMMAND_MODULES: list[str] = []
 
 
 
