@@ -12,11 +12,12 @@ import functools
 import hashlib
 import inspect
 from dataclasses import dataclass
-from typing import NamedTuple, Sequence
+from typing import TYPE_CHECKING, NamedTuple, Sequence
 
 import torch
 
-from evalharness.samplers.base import Sampler
+if TYPE_CHECKING:  # samplers import this module for their own loops
+    from evalharness.samplers.base import Sampler
 
 
 @dataclass

@@ -1,0 +1,104 @@
+"""Every sampler: exact supports on hand-written distributions, no in-place edits, validation."""
+
+import math
+
+import pytest
+import torch
+
+from evalharness.errors import UserError
+from evalharness.samplers import SAMPLERS
+
+
+def logits_of(probs):
+    return torch.log(torch.tensor([probs], dtype=torch.float32))
+
+
+def support(sampler, probs):
+    out = sampler.process(logits_of(probs))[0]
+    return {i for i, v in enumerate(out.tolist()) if v != float("-inf")}
+
+
+P = [0.5, 0.2, 0.15, 0.1, 0.05]
+
+# (sampler name, parameters, distribution, exact expected support). Every registered sampler
+# must have cases here: the contract test below fails for a sampler nobody tested.
+SUPPORT_CASES = {
+    "pure": [({}, P, {0, 1, 2, 3, 4})],
+    "greedy": [({}, P, {0, 1, 2, 3, 4})],  # greedy takes the argmax of the untouched scores
+    "temperature": [({"temperature": 0.5}, P, {0, 1, 2, 3, 4})],
+    "top_k": [({"k": 1}, P, {0}), ({"k": 3}, P, {0, 1, 2}), ({"k": 10}, P, {0, 1, 2, 3, 4}),
+              ({"k": 2}, [0.4, 0.2, 0.2, 0.2], {0, 1, 2, 3}),  # ties with the k-th are kept
+              ({"k": 2, "temperature": 0.7}, P, {0, 1})],
+    # (no case sits exactly on a cumulative boundary: 0.5 + 0.2 is not 0.7 in floating point)
+    "top_p": [({"p": 0.49}, P, {0}), ({"p": 0.51}, P, {0, 1}), ({"p": 0.69}, P, {0, 1}),
+              ({"p": 0.71}, P, {0, 1, 2}), ({"p": 1.0}, P, {0, 1, 2, 3, 4}), ({"p": 0.01}, P, {0}),
+              ({"p": 0.5}, [0.3, 0.3, 0.2, 0.2], {0, 1}), ({"p": 0.61}, [0.3, 0.3, 0.2, 0.2], {0, 1, 2, 3}),
+              # temperature first: t=0.5 squares and renormalises -> 0.25/0.34=0.735 alone reaches 0.7
+              ({"p": 0.7, "temperature": 0.5}, P, {0})],
+    "typical": [
+        # H = 1.3331 nats; |-log p - H| = 0.640, 0.276, 0.564, 0.970, 1.663 -> order 1, 2, 0, 3, 4
+        ({"p": 0.19}, P, {1}), ({"p": 0.3}, P, {1, 2}), ({"p": 0.36}, P, {1, 2, 0}), ({"p": 0.9}, P, {0, 1, 2, 3}),
+        ({"p": 1.0}, P, {0, 1, 2, 3, 4})],
+    "epsilon": [({"epsilon": 0.09}, P, {0, 1, 2, 3}), ({"epsilon": 0.11}, P, {0, 1, 2}),
+                ({"epsilon": 0.9}, P, {0})],  # never empty: the argmax stays
+    # eta: threshold = min(eta, sqrt(eta) * exp(-H)); H = 1.3331 -> exp(-H) = 0.2637
+    "eta": [({"eta": 0.01}, P, {0, 1, 2, 3, 4}),  # min(0.01, 0.1*0.2637) = 0.01
+            ({"eta": 0.1}, P, {0, 1, 2, 3}),      # min(0.1, 0.3162*0.2637=0.0834) = 0.0834
+            ({"eta": 0.3}, P, {0, 1, 2}),         # min(0.3, 0.5477*0.2637=0.1444) = 0.1444
+            ({"eta": 0.9}, P, {0})],              # min(0.9, 0.9487*0.2637=0.2501) = 0.2501
+    "min_p": [({"p": 0.09}, P, {0, 1, 2, 3, 4}), ({"p": 0.29}, P, {0, 1, 2}), ({"p": 0.31}, P, {0, 1}),
+              ({"p": 1.0}, P, {0})],
+    "beam": [({"num_beams": 4}, P, {0, 1, 2, 3, 4})],        # search: scores untouched
+    "contrastive": [({"alpha": 0.6, "k": 4}, P, {0, 1, 2, 3, 4})],
+}
+
+
+def test_every_registered_sampler_has_support_cases():
+    assert set(SUPPORT_CASES) == set(SAMPLERS.names())
+
+
+@pytest.mark.parametrize("name,params,probs,expected",
+                         [(n, *case) for n, cases in SUPPORT_CASES.items() for case in cases])
+def test_exact_support(name, params, probs, expected):
+    assert support(SAMPLERS.get(name)(**params), probs) == expected
+
+
+def test_eta_thresholds_match_hand_computation():
+    entropy = -sum(p * math.log(p) for p in P)
+    assert abs(entropy - 1.3331) < 1e-4
+    assert abs(math.sqrt(0.3) * math.exp(-entropy) - 0.1444) < 1e-4
+
+
+@pytest.mark.parametrize("name", SAMPLERS.names())
+def test_process_never_modifies_scores_in_place(name):
+    params = SUPPORT_CASES[name][0][0]
+    scores = torch.randn(3, 50)
+    before = scores.clone()
+    out = SAMPLERS.get(name)(**params).process(scores)
+    assert torch.equal(scores, before)
+    assert out.data_ptr() != scores.data_ptr()
+
+
+@pytest.mark.parametrize("name", SAMPLERS.names())
+def test_every_sampler_cites_its_paper_and_defines_itself(name):
+    cls = SAMPLERS.get(name)
+    assert cls.paper and cls.__doc__ and len(cls.__doc__) > 60
+    assert cls.strategy in ("sample", "greedy", "beam", "contrastive")
+
+
+BAD_PARAMS = [
+    ("top_p", {"p": 0.0}, "p"), ("top_p", {"p": 1.5}, "p"), ("top_p", {"p": "high"}, "p"),
+    ("top_k", {"k": 0}, "k"), ("top_k", {"k": 2.5}, "k"), ("top_k", {"k": True}, "k"),
+    ("temperature", {"temperature": 0}, "temperature"), ("temperature", {"temperature": -1}, "temperature"),
+    ("top_k", {"k": 5, "temperature": 0.0}, "temperature"), ("typical", {"p": 0}, "p"),
+    ("epsilon", {"epsilon": 0}, "epsilon"), ("epsilon", {"epsilon": 1}, "epsilon"), ("eta", {"eta": 1.2}, "eta"),
+    ("min_p", {"p": 0}, "p"), ("beam", {"num_beams": 0}, "num_beams"),
+    ("contrastive", {"alpha": 1.5, "k": 4}, "alpha"), ("contrastive", {"alpha": 0.5, "k": 0}, "k"),
+    ("temperature", {"temperature": float("nan")}, "temperature"),
+]
+
+
+@pytest.mark.parametrize("name,params,key", BAD_PARAMS)
+def test_out_of_range_parameters_are_rejected_naming_the_key(name, params, key):
+    with pytest.raises(UserError, match=rf"^{key}: must be"):
+        SAMPLERS.get(name)(**params)
