@@ -41,6 +41,23 @@ def token_count_matrix(texts: Sequence[Sequence[int]]) -> sparse.csr_matrix:
     return sparse.csr_matrix((data, (rows, columns.reshape(-1))), shape=shape)
 
 
+def centre_intervals(raw: dict[str, tuple[float, float]], draws: dict[str, list[float]],
+                     values: dict[str, float]) -> dict[str, tuple[float, float]]:
+    """Shift each percentile interval by (point value - median of the resamples); zipf_r stays
+    within [-1, 1]."""
+    out = {}
+    for metric, (low, high) in raw.items():
+        if metric not in values:
+            continue
+        finite = np.asarray(draws[metric], dtype=float)
+        shift = values[metric] - float(np.median(finite[np.isfinite(finite)]))
+        low, high = low + shift, high + shift
+        if metric == "zipf_r":
+            low, high = max(low, -1.0), min(high, 1.0)
+        out[metric] = (low, high)
+    return out
+
+
 @SCORERS.register("zipf")
 @dataclass(frozen=True)
 class Zipf(Scorer):
@@ -54,7 +71,13 @@ class Zipf(Scorer):
       1 for a perfect power law, lower for a worse fit.
 
     Interval: on each bootstrap resample of prompts the token counts are recounted (a prompt
-    drawn twice counts twice) and the fit redone.
+    drawn twice counts twice) and the fit redone; the percentile interval is then shifted so
+    that the median of the resamples sits on the point value. Why: a resample repeats ~37% of
+    the texts verbatim, so tokens seen once become count 0 or 2, which bends the rank-frequency
+    tail and offsets *every* resample by about the same amount (1,000 x 200 Zipfian tokens:
+    zipf 1.011, resamples centred on 0.975, sd 0.003; independent corpora: sd 0.0025) - the raw
+    percentile interval would not even contain the estimate. The shift removes that offset;
+    the width is kept (slightly conservative on that simulation).
     """
 
     top_ranks: int = 5000
@@ -69,10 +92,14 @@ class Zipf(Scorer):
         matrix = token_count_matrix([g.content_ids for g in generations])
         n = len(generations)
 
+        draws: dict[str, list[float]] = {}
+
         def statistic(idx: np.ndarray) -> dict[str, float]:
-            weights = np.bincount(idx, minlength=n)
-            return zipf_fit(matrix.T @ weights, self.top_ranks)
+            fit = zipf_fit(matrix.T @ np.bincount(idx, minlength=n), self.top_ranks)
+            for metric, value in fit.items():
+                draws.setdefault(metric, []).append(value)
+            return fit
 
         values = zipf_fit(np.asarray(matrix.sum(axis=0)).ravel(), self.top_ranks)
-        ci = bootstrap_ci(statistic, n, ctx.resamples, ctx.seed)
-        return ScoreResult(values=values, ci=ci)
+        raw = bootstrap_ci(statistic, n, ctx.resamples, ctx.seed)
+        return ScoreResult(values=values, ci=centre_intervals(raw, draws, values))

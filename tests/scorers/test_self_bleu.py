@@ -1,0 +1,124 @@
+"""Self-BLEU against NLTK's sentence_bleu called once per hypothesis (the paper's code)."""
+
+import random
+
+import numpy as np
+import pytest
+from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+
+from evalharness.errors import UserError
+from evalharness.scorers import SCORERS
+from evalharness.scorers.self_bleu import SelfBleu, closest_other_length, self_bleu_scores
+from scorer_helpers import check_intervals, ctx, gen, gens, random_texts
+
+SMOOTH = SmoothingFunction().method1
+
+
+def nltk_self_bleu(texts, k, hypotheses=None):
+    """The reference: one sentence_bleu call per hypothesis, all other texts as references."""
+    hypotheses = range(len(texts)) if hypotheses is None else hypotheses
+    return np.array([
+        sentence_bleu(texts[:h] + texts[h + 1:], texts[h], weights=(1.0 / k,) * k, smoothing_function=SMOOTH)
+        for h in hypotheses
+    ])
+
+
+def max_diff(texts, orders=(1, 2, 3, 4, 5)):
+    ours = self_bleu_scores(texts, orders)
+    return max(float(np.max(np.abs(ours[k] - nltk_self_bleu(texts, k)))) for k in orders)
+
+
+def test_matches_nltk_on_random_texts():
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        texts = random_texts(int(rng.integers(2, 12)), rng, vocab=int(rng.integers(1, 7)))
+        assert max_diff(texts) <= 1e-9, texts
+
+
+def test_matches_nltk_on_longer_zipfian_texts():
+    rng = np.random.default_rng(1)
+    probs = 1.0 / np.arange(1, 301)
+    texts = [[int(x) for x in rng.choice(300, size=int(rng.integers(30, 80)), p=probs / probs.sum())]
+             for _ in range(25)]
+    texts[3] = texts[4][:]  # an exact duplicate
+    texts[5] = [7, 8, 9] * 20  # a repetition loop
+    assert max_diff(texts) <= 1e-9
+
+
+@pytest.mark.parametrize("texts", [
+    [[], [], [1, 2]],                     # empty hypotheses (BLEU 0, brevity penalty 0)
+    [[], [1]],
+    [[1], [2, 3], [1, 2, 3]],             # hypotheses shorter than n
+    [[1, 2, 3], [1, 2, 3], [1, 2, 3]],    # identical texts: BLEU 1
+    [[4] * 30, [4] * 3, [4]],             # one token repeated: clipping by the top *other* count
+    [[1, 2, 3, 4, 5], [1, 2, 3, 4], [1, 2, 3, 4, 5, 6]],  # closest-length tie -> the shorter
+    [[5, 6], [7, 8]],                     # no overlap at all
+])
+def test_matches_nltk_on_degenerate_inputs(texts):
+    assert max_diff(texts) <= 1e-9
+
+
+def test_identical_texts_score_one_and_disjoint_score_zero():
+    assert self_bleu_scores([[1, 2, 3, 4, 5]] * 4, [4])[4] == pytest.approx([1.0] * 4)
+    assert np.all(self_bleu_scores([[1, 2], [3, 4], [5, 6]], [4])[4] == 0.0)
+
+
+def test_closest_other_length_excludes_self_and_prefers_shorter():
+    lengths = np.array([5, 4, 6, 5, 10])
+    # 5 has another 5; 4 -> 5; 6 -> 5; 10 -> 6
+    assert closest_other_length(lengths).tolist() == [5, 5, 5, 5, 6]
+    assert closest_other_length(np.array([5, 4, 6])).tolist() == [4, 5, 5]  # tie for 5 -> 4
+
+
+def test_scorer_value_is_mean_of_nltk_scores_on_content_ids():
+    rng = np.random.default_rng(2)
+    texts = random_texts(12, rng)
+    records = [gen(t, prompt_id=str(i), eos=bool(i % 2)) for i, t in enumerate(texts)]  # EOS dropped
+    result = SelfBleu(orders=(2, 5)).score(records, ctx())
+    assert set(result.values) == {"self_bleu", "self_bleu_2", "self_bleu_5"}
+    for name, k in (("self_bleu", 4), ("self_bleu_2", 2), ("self_bleu_5", 5)):
+        reference = nltk_self_bleu(texts, k)
+        assert abs(result.values[name] - reference.mean()) <= 1e-9
+        assert np.max(np.abs(np.array(result.per_sample[name]) - reference)) <= 1e-9
+
+
+def test_max_hypotheses_reproduces_the_paper_sampling_protocol():
+    rng = np.random.default_rng(3)
+    texts = random_texts(30, rng)
+    random.seed(0)
+    sampled = random.sample(range(len(texts)), 10)  # the paper: random.seed(0); random.sample(...)
+    result = SelfBleu(max_hypotheses=10, seed=0).score(gens(texts), ctx(resamples=50))
+    assert abs(result.values["self_bleu"] - nltk_self_bleu(texts, 4, sampled).mean()) <= 1e-9
+    assert result.per_sample == {}
+    assert SelfBleu(max_hypotheses=100).score(gens(texts), ctx()).values == SelfBleu().score(gens(texts), ctx()).values
+
+
+def test_fewer_than_two_generations_emit_nothing():
+    assert SelfBleu().score(gens([[1, 2, 3]]), ctx()).values == {}
+
+
+def test_intervals():
+    rng = np.random.default_rng(4)
+    check_intervals(SelfBleu(orders=(1,)), gens(random_texts(40, rng, vocab=8, max_len=20)))
+    check_intervals(SelfBleu(max_hypotheses=20), gens(random_texts(40, rng, vocab=8, max_len=20)))
+
+
+@pytest.mark.parametrize("options, key", [
+    ({"n": 0}, "scorers.self_bleu.n"),
+    ({"n": "4"}, "scorers.self_bleu.n"),
+    ({"orders": [1, 11]}, "scorers.self_bleu.orders"),
+    ({"orders": 3}, "scorers.self_bleu.orders"),
+    ({"max_hypotheses": 1}, "scorers.self_bleu.max_hypotheses"),
+    ({"max_hypotheses": True}, "scorers.self_bleu.max_hypotheses"),
+    ({"seed": 1.5}, "scorers.self_bleu.seed"),
+])
+def test_options_are_validated_naming_the_key(options, key):
+    with pytest.raises(UserError, match=key):
+        SelfBleu(**options)
+
+
+def test_registered_and_lists_orders_as_tuple():
+    assert SCORERS.get("self_bleu") is SelfBleu
+    scorer = SelfBleu(orders=[3, 1, 3])
+    assert scorer.orders == (3, 1)
+    assert set(scorer.metrics) == {"self_bleu", "self_bleu_3", "self_bleu_1"}
