@@ -9,7 +9,8 @@ import numpy as np
 
 from evalharness.errors import UserError
 from evalharness.records import HUMAN_RUN, Generation, ScoreResult
-from evalharness.scorers.base import HIGHER, LOWER, SCORERS, Scorer, ScoringContext, bootstrap_ci
+from evalharness.scorers.base import HIGHER, LOWER, SCORERS, Scorer, ScoringContext
+from evalharness.scorers.zipf import centred_bootstrap_ci
 
 DISCRETIZATION = 25
 """Points on the divergence curve (compute_mauve's divergence_curve_discretization_size)."""
@@ -86,7 +87,11 @@ class Mauve(Scorer):
     Interval: the quantisation (PCA + k-means) is done once on the full p and q features; each
     bootstrap resample of prompts re-histograms the fixed cluster labels of the resampled
     prompts (human and run alike) and recomputes the divergence curve. The interval is thus
-    conditional on the quantisation and does not include k-means seed variance.
+    conditional on the quantisation and does not include k-means seed variance. Resampling
+    adds multinomial noise to both histograms, which can only add divergence: every resample
+    is pulled below the estimate (near MAUVE = 1 the whole bootstrap distribution lies below
+    it). So the percentile interval is shifted to put the resamples' median on the point value
+    (and clipped to [0, 1]); its width is the bootstrap spread.
     """
 
     featurizer: str = "minilm"
@@ -144,5 +149,6 @@ class Mauve(Scorer):
             return mauve_from_labels(p_labels[idx], q_labels[idx], buckets, self.scaling)
 
         values = statistic(np.arange(len(q_labels)))
-        ci = bootstrap_ci(statistic, len(q_labels), resamples, seed)
+        bounds = {"mauve": (0.0, 1.0), "frontier_integral": (0.0, 1.0)}
+        ci = centred_bootstrap_ci(statistic, len(q_labels), resamples, seed, values, bounds)
         return ScoreResult(values=values, ci=ci)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from scipy import sparse, stats
@@ -41,20 +41,30 @@ def token_count_matrix(texts: Sequence[Sequence[int]]) -> sparse.csr_matrix:
     return sparse.csr_matrix((data, (rows, columns.reshape(-1))), shape=shape)
 
 
-def centre_intervals(raw: dict[str, tuple[float, float]], draws: dict[str, list[float]],
-                     values: dict[str, float]) -> dict[str, tuple[float, float]]:
-    """Shift each percentile interval by (point value - median of the resamples); zipf_r stays
-    within [-1, 1]."""
+def centred_bootstrap_ci(statistic: Callable[[np.ndarray], dict[str, float]], n: int, resamples: int,
+                         seed: int, values: dict[str, float],
+                         bounds: dict[str, tuple[float, float]] | None = None) -> dict[str, tuple[float, float]]:
+    """bootstrap_ci (same resamples, same seed), each interval then shifted by (point value -
+    median of the resamples) and clipped to the metric's `bounds`. For statistics whose every
+    resample is offset in the same direction by the resampling itself (duplicated prompts),
+    not by sampling variability: the shift keeps the spread and removes the offset."""
+    draws: dict[str, list[float]] = {}
+
+    def recording(idx: np.ndarray) -> dict[str, float]:
+        out = statistic(idx)
+        for metric, value in out.items():
+            draws.setdefault(metric, []).append(value)
+        return out
+
+    raw = bootstrap_ci(recording, n, resamples, seed)
     out = {}
     for metric, (low, high) in raw.items():
         if metric not in values:
             continue
         finite = np.asarray(draws[metric], dtype=float)
         shift = values[metric] - float(np.median(finite[np.isfinite(finite)]))
-        low, high = low + shift, high + shift
-        if metric == "zipf_r":
-            low, high = max(low, -1.0), min(high, 1.0)
-        out[metric] = (low, high)
+        lowest, highest = (bounds or {}).get(metric, (-np.inf, np.inf))
+        out[metric] = (float(max(low + shift, lowest)), float(min(high + shift, highest)))
     return out
 
 
@@ -92,14 +102,9 @@ class Zipf(Scorer):
         matrix = token_count_matrix([g.content_ids for g in generations])
         n = len(generations)
 
-        draws: dict[str, list[float]] = {}
-
         def statistic(idx: np.ndarray) -> dict[str, float]:
-            fit = zipf_fit(matrix.T @ np.bincount(idx, minlength=n), self.top_ranks)
-            for metric, value in fit.items():
-                draws.setdefault(metric, []).append(value)
-            return fit
+            return zipf_fit(matrix.T @ np.bincount(idx, minlength=n), self.top_ranks)
 
         values = zipf_fit(np.asarray(matrix.sum(axis=0)).ravel(), self.top_ranks)
-        raw = bootstrap_ci(statistic, n, ctx.resamples, ctx.seed)
-        return ScoreResult(values=values, ci=centre_intervals(raw, draws, values))
+        ci = centred_bootstrap_ci(statistic, n, ctx.resamples, ctx.seed, values, {"zipf_r": (-1.0, 1.0)})
+        return ScoreResult(values=values, ci=ci)

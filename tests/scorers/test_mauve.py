@@ -1,0 +1,158 @@
+"""MAUVE against mauve-text's compute_mauve on the same features; featurisers and their cache."""
+
+import sys
+import types
+import zlib
+
+import numpy as np
+import pytest
+from mauve import compute_mauve
+
+from evalharness import featurize
+from evalharness.errors import UserError
+from evalharness.scorers.mauve import Mauve, auto_buckets
+from scorer_helpers import check_intervals, ctx, gen
+
+
+def features(n, dim=24, shift=0.0, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, dim)) + shift
+
+
+@pytest.mark.parametrize("shift, buckets", [(0.0, "auto"), (0.4, "auto"), (1.0, 7)])
+def test_full_sample_value_equals_compute_mauve(shift, buckets):
+    p, q = features(120, seed=1), features(120, shift=shift, seed=2)
+    ours = Mauve(num_buckets=buckets, seed=25).score_features(p, q).values
+    ref = compute_mauve(p_features=p, q_features=q, num_buckets=buckets, mauve_scaling_factor=5, seed=25)
+    assert ours["mauve"] == pytest.approx(ref.mauve, abs=1e-12)
+    assert ours["frontier_integral"] == pytest.approx(ref.frontier_integral, abs=1e-12)
+
+
+def test_identical_runs_give_mauve_one():
+    p = features(100, seed=3)
+    values = Mauve().score_features(p, p.copy()).values
+    assert values["mauve"] == pytest.approx(1.0, abs=1e-6)
+    assert values["frontier_integral"] == pytest.approx(0.0, abs=1e-9)
+    assert auto_buckets(100, 100) == 10 and auto_buckets(5, 100) == 2
+
+
+def test_intervals_from_fixed_quantisation_are_reproducible():
+    p, q = features(150, seed=4), features(150, shift=0.2, seed=5)
+    first = Mauve().score_features(p, q, resamples=100, seed=1)
+    again = Mauve().score_features(p, q, resamples=100, seed=1)
+    assert first.ci == again.ci
+    for metric, value in first.values.items():
+        low, high = first.ci[metric]
+        assert low <= value <= high
+
+
+class FakeFeaturizer:
+    """Deterministic per-text features; texts starting with "x" are shifted (a 'worse' run)."""
+
+    key = "fake-test"
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, texts):
+        self.calls.append(list(texts))
+        rows = [np.random.default_rng(zlib.crc32(t.encode())).normal(size=16) + (0.8 if t.startswith("x") else 0.0)
+                for t in texts]
+        return np.stack(rows).astype(np.float32)
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    instance = FakeFeaturizer()
+    monkeypatch.setitem(featurize.LOADERS, "fake", lambda **_: instance)
+    monkeypatch.setattr(featurize, "_LOADED", {})
+    monkeypatch.setattr(featurize, "_MEMORY", {})
+    return instance
+
+
+def records(prefix, n, run):
+    return [gen([1, 2], run=run, prompt_id=str(i), text=f"{prefix}{i}") for i in range(n)]
+
+
+def test_human_features_are_computed_once_and_cached_on_disk(fake, tmp_path):
+    human = records("h", 60, "human")
+    context = ctx(human=human, cache_dir=tmp_path)
+    scorer = Mauve(featurizer="fake")
+    good = scorer.score(records("g", 60, "run-a"), context).values
+    bad = scorer.score(records("x", 60, "run-b"), context).values
+    assert good["mauve"] > bad["mauve"] and good["frontier_integral"] < bad["frontier_integral"]
+    human_calls = [c for c in fake.calls if c[0].startswith("h")]
+    assert len(human_calls) == 1  # once for both runs
+    cached = list((tmp_path / "features" / "fake-test").glob("human-*.npy"))
+    assert len(cached) == 1
+    featurize._MEMORY.clear()  # a new process: the file is reused, nothing recomputed
+    again = scorer.score(records("g", 60, "run-a"), context).values
+    assert again == good and len([c for c in fake.calls if c[0].startswith("h")]) == 1
+    expected = compute_mauve(p_features=np.load(cached[0]), q_features=fake([f"g{i}" for i in range(60)]), seed=25)
+    assert good["mauve"] == pytest.approx(expected.mauve, abs=1e-12)
+
+
+def test_human_row_gets_no_mauve_and_intervals(fake):
+    human = records("h", 60, "human")
+    assert Mauve(featurizer="fake").score(human, ctx(human=human)).values == {}
+    check_intervals(Mauve(featurizer="fake"), records("g", 60, "run"), {"human": human}, resamples=100)
+
+
+@pytest.mark.parametrize("options, key", [
+    ({"featurizer": ""}, "scorers.mauve.featurizer"),
+    ({"batch_size": 0}, "scorers.mauve.batch_size"),
+    ({"max_tokens": "long"}, "scorers.mauve.max_tokens"),
+    ({"num_buckets": 1}, "scorers.mauve.num_buckets"),
+    ({"num_buckets": "many"}, "scorers.mauve.num_buckets"),
+    ({"scaling": 0}, "scorers.mauve.scaling"),
+    ({"seed": None}, "scorers.mauve.seed"),
+])
+def test_options_are_validated_naming_the_key(options, key):
+    with pytest.raises(UserError, match=key):
+        Mauve(**options)
+
+
+TEXTS = ["The river runs north of the city.", "A short one.", "", "Music and film in the old school, "
+         "played during the second season by the team."]
+
+
+def test_minilm_matches_sentence_transformers_and_is_batch_invariant():
+    featurize._LOADED.clear()
+    ours = featurize.get_featurizer("minilm", batch_size=2)(TEXTS)
+    single = featurize.get_featurizer("minilm", batch_size=1)(TEXTS)
+    assert ours.shape == (4, 384) and ours.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(ours, single, atol=1e-5)
+    st = pytest.importorskip("sentence_transformers")
+    reference = st.SentenceTransformer(str(featurize.minilm_path()), device="cpu").encode(TEXTS)
+    np.testing.assert_allclose(ours, reference, atol=1e-5)
+
+
+def test_hf_path_featurizer_takes_last_token_like_mauve(tiny_model_dir):
+    import torch
+    from mauve.utils import featurize_tokens_from_model
+    from transformers import AutoModel, AutoTokenizer
+
+    ours = featurize.get_featurizer(str(tiny_model_dir), batch_size=3, max_tokens=16)(TEXTS[:2] + TEXTS[3:])
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModel.from_pretrained(tiny_model_dir).eval()
+    tokens = [tokenizer.encode(t, return_tensors="pt", truncation=True, max_length=16) for t in TEXTS[:2] + TEXTS[3:]]
+    reference = featurize_tokens_from_model(model, tokens, batch_size=1).numpy()
+    np.testing.assert_allclose(ours, reference, atol=1e-5)
+    assert featurize.get_featurizer(str(tiny_model_dir), batch_size=3, max_tokens=16)(TEXTS[2:3]).shape == (1, 32)
+
+
+def test_model_featurizer_uses_the_evaluated_model(tiny_model_dir, monkeypatch):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    loaded = []
+
+    def load_model(name, device="cpu", dtype="float32"):
+        loaded.append((name, device, dtype))
+        return AutoModelForCausalLM.from_pretrained(name), AutoTokenizer.from_pretrained(name)
+
+    monkeypatch.setitem(sys.modules, "evalharness.models", types.SimpleNamespace(load_model=load_model))
+    monkeypatch.setattr(featurize, "_LOADED", {})
+    model_feats = featurize.get_featurizer("model", model_name=str(tiny_model_dir))(TEXTS[:2])
+    hf_feats = featurize.get_featurizer(str(tiny_model_dir))(TEXTS[:2])
+    assert loaded == [(str(tiny_model_dir), "cpu", "float32")]
+    np.testing.assert_allclose(model_feats, hf_feats, atol=1e-5)  # same network, same last-token state
