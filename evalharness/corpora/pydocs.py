@@ -15,7 +15,7 @@ Documents are deduplicated on their text after whitespace normalisation (the fir
 order is kept).
 
 Identities: ``"topic:<keyword>"`` and ``"doc:<module>[.<Class>][.<function>]"``, e.g.
-``"topic:assert"``, ``"doc:json.decoder.JSONDecoder.decode"``, ``"topic:specialnames#3"``.
+``"topic:assert"``, ``"doc:json.decoder.JSONDecoder"``, ``"topic:specialnames#3"``.
 
 Split: sha256 of the *parent* id picks a per-mille bucket, so all chunks of one topic or
 docstring fall in the same split (no neighbouring paragraph leaks from train into test):

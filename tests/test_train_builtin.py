@@ -1,0 +1,112 @@
+"""train-builtin: a tiny run loads offline and repeats exactly; the shipped model folder is sound."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from evalharness import train_builtin
+
+SHIPPED = train_builtin.DEFAULT_OUTPUT
+SAMPLING_KEYS = {"do_sample", "temperature", "top_k", "top_p", "typical_p", "min_p",
+                 "epsilon_cutoff", "eta_cutoff", "penalty_alpha", "num_beams", "repetition_penalty"}
+TINY = ["--steps", "4", "--warmup-steps", "2", "--eval-every", "2", "--vocab-size", "300",
+        "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--n-positions", "64",
+        "--seq-len", "32", "--batch-size", "4", "--max-train-docs", "30", "--max-eval-docs", "5",
+        "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory):
+    folders = [tmp_path_factory.mktemp(name) for name in ("a", "b")]
+    for folder in folders:
+        assert train_builtin.main(["--output", str(folder), "--seed", "3", *TINY]) == 0
+    return folders
+
+
+def test_tiny_run_loads_offline(tiny_runs, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2LMHeadModel
+
+    folder = tiny_runs[0]
+    model = GPT2LMHeadModel.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    assert AutoModelForCausalLM.from_pretrained(folder).config.n_embd == 16
+    assert tokenizer.eos_token == tokenizer.bos_token == train_builtin.EOT
+    assert model.config.eos_token_id == tokenizer.eos_token_id
+    assert len(tokenizer) <= model.config.vocab_size
+
+
+def test_tiny_run_writes_its_log(tiny_runs):
+    folder = tiny_runs[0]
+    log = json.loads((folder / "training_log.json").read_text())
+    assert [r["step"] for r in log["history"]] == [1, 2, 3, 4]
+    assert log["config"]["seed"] == 3 and log["corpus"]["train_documents"] == 30
+    for split in ("valid", "test"):
+        result = log["evaluation"][split]
+        assert math.isclose(result["perplexity"], math.exp(result["loss"]))
+        assert result["unigram_perplexity"] > 1
+    csv_lines = (folder / "loss_curve.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("step,train_loss,valid_loss") and len(csv_lines) == 5
+    assert (folder / "README.md").is_file()
+
+
+def test_same_seed_gives_identical_weights_and_tokenizer(tiny_runs):
+    a, b = tiny_runs
+    for name in ("model.safetensors", "tokenizer.json", "config.json", "loss_curve.csv"):
+        if name == "loss_curve.csv":  # elapsed seconds differ; losses must not
+            strip = lambda p: [line.rsplit(",", 1)[0] for line in p.read_text().splitlines()]  # noqa: E731
+            assert strip(a / name) == strip(b / name)
+        else:
+            assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def test_learning_rate_warms_up_then_decays_to_the_floor():
+    config = train_builtin.TrainConfig(steps=100, warmup_steps=10, lr=1e-3, min_lr_ratio=0.1)
+    rates = [train_builtin.learning_rate(step, config) for step in range(1, 101)]
+    assert rates[9] == pytest.approx(1e-3) and rates[0] == pytest.approx(1e-4)
+    assert all(x >= y for x, y in zip(rates[9:], rates[10:]))
+    assert rates[-1] == pytest.approx(1e-4)
+
+
+# --- the shipped model -------------------------------------------------------------------------
+
+needs_shipped = pytest.mark.skipif(not (SHIPPED / "model.safetensors").is_file(),
+                                   reason="builtin model not trained yet")
+
+
+@needs_shipped
+def test_shipped_model_loads_offline_and_its_tokenizer_round_trips(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(SHIPPED)
+    model = AutoModelForCausalLM.from_pretrained(SHIPPED)
+    text = "Return the number of items.\n\n    >>> len([1, 2])  # two\nNaïve café ✓ 日本語"
+    ids = tokenizer(text)["input_ids"]
+    assert tokenizer.decode(ids) == text
+    assert tokenizer.eos_token == train_builtin.EOT == tokenizer.convert_ids_to_tokens(
+        model.config.eos_token_id)
+    assert model.config.n_positions >= 64 + 200
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([ids])).logits
+    assert logits.shape == (1, len(ids), model.config.vocab_size)
+
+
+@needs_shipped
+def test_shipped_generation_config_has_no_sampling_defaults():
+    path = SHIPPED / "generation_config.json"
+    if path.is_file():
+        assert not SAMPLING_KEYS & set(json.loads(path.read_text()))
+
+
+@needs_shipped
+def test_shipped_weights_are_small_and_beat_unigram():
+    assert (SHIPPED / "model.safetensors").stat().st_size <= 25 * 1024 * 1024
+    log = json.loads((SHIPPED / "training_log.json").read_text())
+    for split in ("valid", "test"):
+        result = log["evaluation"][split]
+        assert result["perplexity"] < result["unigram_perplexity"] / 4
