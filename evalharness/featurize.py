@@ -123,7 +123,9 @@ def _load_evaluated(model_name: str, device: str, max_tokens: int, batch_size: i
 
     if not model_name:
         raise ValueError("the 'model' featurizer needs the experiment's model name")
-    model, tokenizer = load_model(model_name, device=device, dtype="float32")
+    loaded = load_model(model_name, device=device, dtype="float32")
+    # evalharness.models returns a LoadedModel (.model, .tokenizer); accept a plain pair too
+    model, tokenizer = (loaded.model, loaded.tokenizer) if hasattr(loaded, "model") else loaded
     model.eval()
     limit = min(max_tokens, _position_limit(model))
     return Featurizer(f"model-{_slug(model_name)}-last-max{limit}", model, tokenizer, "last", limit, batch_size, device)

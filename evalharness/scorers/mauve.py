@@ -107,19 +107,18 @@ class Mauve(Scorer):
     needs_human = True
 
     def __post_init__(self) -> None:
-        where = "scorers.mauve"
         if not isinstance(self.featurizer, str) or not self.featurizer:
-            raise UserError(f"{where}.featurizer: must be 'minilm', 'model' or a Hugging Face model id/path (got {self.featurizer!r})")
+            raise UserError(f"featurizer: must be 'minilm', 'model' or a Hugging Face model id/path (got {self.featurizer!r})")
         for key, low in (("batch_size", 1), ("max_tokens", 1), ("kmeans_num_redo", 1), ("kmeans_max_iter", 1)):
             value = getattr(self, key)
             if not _is_int(value) or value < low:
-                raise UserError(f"{where}.{key}: must be an integer >= {low} (got {value!r})")
+                raise UserError(f"{key}: must be an integer >= {low} (got {value!r})")
         if self.num_buckets != "auto" and (not _is_int(self.num_buckets) or self.num_buckets < 2):
-            raise UserError(f"{where}.num_buckets: must be 'auto' or an integer >= 2 (got {self.num_buckets!r})")
+            raise UserError(f"num_buckets: must be 'auto' or an integer >= 2 (got {self.num_buckets!r})")
         if isinstance(self.scaling, bool) or not isinstance(self.scaling, (int, float)) or not self.scaling > 0:
-            raise UserError(f"{where}.scaling: must be a number > 0 (got {self.scaling!r})")
+            raise UserError(f"scaling: must be a number > 0 (got {self.scaling!r})")
         if not _is_int(self.seed):
-            raise UserError(f"{where}.seed: must be an integer (got {self.seed!r})")
+            raise UserError(f"seed: must be an integer (got {self.seed!r})")
 
     def features(self, generations: Sequence[Generation], ctx: ScoringContext) -> tuple[np.ndarray, np.ndarray]:
         """(human features, run features); the human ones come from the cache when present."""

@@ -67,7 +67,7 @@ class Repetition(Scorer):
 
     def __post_init__(self) -> None:
         if isinstance(self.max_n, bool) or not isinstance(self.max_n, int) or self.max_n < 1:
-            raise UserError(f"scorers.repetition.max_n: must be an integer >= 1 (got {self.max_n!r})")
+            raise UserError(f"max_n: must be an integer >= 1 (got {self.max_n!r})")
 
     def score(self, generations: Sequence[Generation], ctx: ScoringContext) -> ScoreResult:
         code = np.array([is_repeating_code_rule(g.content_ids, self.max_n) for g in generations], dtype=float)

@@ -153,22 +153,21 @@ class SelfBleu(Scorer):
     metrics = {"self_bleu": CLOSER, **{f"self_bleu_{k}": CLOSER for k in range(1, MAX_ORDER + 1)}}
 
     def __post_init__(self) -> None:
-        where = "scorers.self_bleu"
         if not _is_int(self.n) or not 1 <= self.n <= MAX_ORDER:
-            raise UserError(f"{where}.n: must be an integer in 1..{MAX_ORDER} (got {self.n!r})")
+            raise UserError(f"n: must be an integer in 1..{MAX_ORDER} (got {self.n!r})")
         if not isinstance(self.orders, (list, tuple)) or not all(
             _is_int(k) and 1 <= k <= MAX_ORDER for k in self.orders
         ):
             raise UserError(
-                f"{where}.orders: must be a list of integers in 1..{MAX_ORDER} (got {self.orders!r})"
+                f"orders: must be a list of integers in 1..{MAX_ORDER} (got {self.orders!r})"
             )
         object.__setattr__(self, "orders", tuple(dict.fromkeys(int(k) for k in self.orders)))
         if self.max_hypotheses is not None and (not _is_int(self.max_hypotheses) or self.max_hypotheses < 2):
             raise UserError(
-                f"{where}.max_hypotheses: must be an integer >= 2 or null (got {self.max_hypotheses!r})"
+                f"max_hypotheses: must be an integer >= 2 or null (got {self.max_hypotheses!r})"
             )
         if not _is_int(self.seed):
-            raise UserError(f"{where}.seed: must be an integer (got {self.seed!r})")
+            raise UserError(f"seed: must be an integer (got {self.seed!r})")
         emitted = {"self_bleu": CLOSER, **{f"self_bleu_{k}": CLOSER for k in self.orders}}
         object.__setattr__(self, "metrics", emitted)  # the exact names this instance emits
 

@@ -96,7 +96,7 @@ class Zipf(Scorer):
 
     def __post_init__(self) -> None:
         if isinstance(self.top_ranks, bool) or not isinstance(self.top_ranks, int) or self.top_ranks < 2:
-            raise UserError(f"scorers.zipf.top_ranks: must be an integer >= 2 (got {self.top_ranks!r})")
+            raise UserError(f"top_ranks: must be an integer >= 2 (got {self.top_ranks!r})")
 
     def score(self, generations: Sequence[Generation], ctx: ScoringContext) -> ScoreResult:
         matrix = token_count_matrix([g.content_ids for g in generations])

@@ -77,5 +77,5 @@ def test_intervals_and_validation():
     rng = np.random.default_rng(1)
     texts = [[int(x) for x in rng.integers(1, 50, size=20)] + [1, 2, 3] * int(i % 3 == 0) * 4 for i in range(60)]
     check_intervals(Repetition(), gens(texts))
-    with pytest.raises(UserError, match="scorers.repetition.max_n"):
+    with pytest.raises(UserError, match="^max_n: "):
         Repetition(max_n=0)

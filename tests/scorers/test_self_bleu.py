@@ -104,13 +104,13 @@ def test_intervals():
 
 
 @pytest.mark.parametrize("options, key", [
-    ({"n": 0}, "scorers.self_bleu.n"),
-    ({"n": "4"}, "scorers.self_bleu.n"),
-    ({"orders": [1, 11]}, "scorers.self_bleu.orders"),
-    ({"orders": 3}, "scorers.self_bleu.orders"),
-    ({"max_hypotheses": 1}, "scorers.self_bleu.max_hypotheses"),
-    ({"max_hypotheses": True}, "scorers.self_bleu.max_hypotheses"),
-    ({"seed": 1.5}, "scorers.self_bleu.seed"),
+    ({"n": 0}, "^n: "),
+    ({"n": "4"}, "^n: "),
+    ({"orders": [1, 11]}, "^orders: "),
+    ({"orders": 3}, "^orders: "),
+    ({"max_hypotheses": 1}, "^max_hypotheses: "),
+    ({"max_hypotheses": True}, "^max_hypotheses: "),
+    ({"seed": 1.5}, "^seed: "),
 ])
 def test_options_are_validated_naming_the_key(options, key):
     with pytest.raises(UserError, match=key):
@@ -122,3 +122,16 @@ def test_registered_and_lists_orders_as_tuple():
     scorer = SelfBleu(orders=[3, 1, 3])
     assert scorer.orders == (3, 1)
     assert set(scorer.metrics) == {"self_bleu", "self_bleu_3", "self_bleu_1"}
+
+
+def test_yaml_options_through_the_experiment_config(tmp_path):
+    from evalharness import config
+
+    base = "name: t\nmodel: {name: gpt2}\ndata: {source: docs.jsonl}\nsamplers: [greedy]\n"
+    path = tmp_path / "exp.yaml"
+    path.write_text(base + "scorers: [{name: self_bleu, orders: [1, 2], max_hypotheses: 500, seed: 0}]\n")
+    spec = next(s for s in config.load(path).scorers if s.name == "self_bleu")
+    assert spec.build() == SelfBleu(orders=(1, 2), max_hypotheses=500, seed=0)
+    path.write_text(base + "scorers: [{name: self_bleu, max_hypotheses: 1}]\n")
+    with pytest.raises(UserError, match=r"exp.yaml: scorers\[0\] \(self_bleu\)\.max_hypotheses: must be an integer >= 2"):
+        config.load(path)
