@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=int, help="override model.batch_size")
     run.add_argument("--output", help="results folder (default results/<name>)")
     run.add_argument("--overwrite", action="store_true", help="delete an existing results folder first")
-    run.add_argument("--debug", action="store_true", help="show tracebacks")
+    run.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     run.set_defaults(func=cmd_run)
 
     lst = sub.add_parser("list", help="list samplers and scorers with their parameters and papers")

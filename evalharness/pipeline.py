@@ -20,7 +20,7 @@ from evalharness.errors import UserError
 from evalharness.models import LoadedModel, load_model
 from evalharness.records import HUMAN_RUN, Generation, Prompt, RunSpec
 from evalharness.scoring import score_experiment
-from evalharness.store import ResultsDir, ensure_writable, fingerprint, write_json
+from evalharness.store import ResultsDir, ensure_writable, fingerprint, read_json, write_json
 from evalharness.summary import write_summary
 
 
@@ -39,13 +39,15 @@ def run_experiment(cfg: ExperimentConfig, opts: RunOptions) -> Path:
     """Everything that can fail on user input is checked before the results folder is touched."""
     started = time.time()
     device = opts.device or cfg.model.device
+    documents = read_documents(cfg.data)  # before the model: a missing file should fail fast
     loaded = load_model(cfg.model.name, device, cfg.model.dtype, cfg.model.trust_remote_code,
                         cfg.model.use_safetensors)
-    prompts = build_prompts(read_documents(cfg.data), loaded.tokenizer, cfg.data, cfg.seed, loaded.eos_id, opts.limit)
+    prompts = build_prompts(documents, loaded.tokenizer, cfg.data, cfg.seed, loaded.eos_id, opts.limit)
     check_lengths(prompts, cfg, loaded)
     root = Path(opts.output) if opts.output else Path("results") / cfg.name
     prepare_output(root, opts.overwrite)
     store = ResultsDir(root)
+    check_same_experiment(root, experiment_key(cfg))
     store.check_prompts(prompts)
     store.write_prompts(prompts)
     write_json(root / "manifest.json", manifest(cfg, opts, started, None))
@@ -84,6 +86,26 @@ def experiment_key(cfg: ExperimentConfig) -> dict:
     data = asdict(cfg.data)
     data.pop("num_prompts")  # prompt i does not depend on how many prompts are taken
     return {"model": cfg.model.name, "dtype": cfg.model.dtype, "data": data, "seed": cfg.seed}
+
+
+def check_same_experiment(root: Path, key: dict) -> None:
+    """A results folder holds one experiment: refuse to mix in generations made otherwise."""
+    path = root / "manifest.json"
+    if not path.exists():
+        return
+    old = read_json(path).get("determined_by", {})
+    flat_old, flat_new = flatten(old), flatten(key)
+    changed = sorted(k for k in set(flat_old) | set(flat_new) if flat_old.get(k) != flat_new.get(k))
+    if changed:
+        raise UserError(f"{root}: holds generations made with other settings ({', '.join(changed)}); "
+                        "rerun with --overwrite or choose another --output")
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
 
 
 def run_meta(spec: RunSpec, key: dict) -> dict:
@@ -132,6 +154,7 @@ def batches(items: list, size: int) -> list[list]:
 def manifest(cfg: ExperimentConfig, opts: RunOptions, started: float, finished: float | None) -> dict:
     return {
         "experiment": cfg.name, "config_file": cfg.path, "config": asdict(cfg), "seed": cfg.seed,
+        "determined_by": experiment_key(cfg),
         "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(opts).items()},
         "evalharness_version": evalharness.__version__, "git_commit": git_commit(),
         "versions": versions(), "machine": machine(),

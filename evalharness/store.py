@@ -101,8 +101,8 @@ class ResultsDir:
         old = {p.prompt_id: p for p in self.read_prompts()}
         for p in prompts:
             if p.prompt_id in old and old[p.prompt_id] != p:
-                raise UserError(f"{self.root}: prompt {p.prompt_id} on disk differs from the data now; "
-                                "the source changed — rerun with --overwrite or choose another --output")
+                raise UserError(f"{self.root}: prompt {p.prompt_id} on disk differs from the one this "
+                                "configuration selects (data or seed changed); rerun with --overwrite or choose another --output")
 
     # -- runs --
     def open_run(self, run: str, spec: dict) -> dict[str, Generation]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from transformers import GenerationConfig
 
 from evalharness.decoding import Continuation, left_pad, teacher_forced_logprobs
 from evalharness.samplers.base import SAMPLERS, Sampler, check_float, check_int
@@ -31,6 +30,8 @@ class Beam(Sampler):
         check_float(self.length_penalty, "length_penalty", "a finite number", lambda v: True)
 
     def decode(self, model, contexts, max_new_tokens, eos_id, pad_id, device) -> list[Continuation]:
+        from transformers import GenerationConfig
+
         ids, mask = left_pad(contexts, pad_id, device)
         config = GenerationConfig(
             num_beams=self.num_beams, do_sample=False, max_new_tokens=max_new_tokens, min_new_tokens=0,
