@@ -72,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
 # Further subcommands live beside the code they drive: each module has
 # register_command(subparsers), which adds a parser and sets func=callable(args) -> exit status.
 # Keep heavy imports (torch, transformers) inside the callables so `--help` stays fast.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = [
+    "evalharness.oracle",
+]
 
 
 
