@@ -293,18 +293,19 @@ def score_batches(model, plan: Plan, settings: OracleSettings, pad_id: int) -> I
 
 # --- statistics --------------------------------------------------------------------------------
 
-def describe(values) -> dict:
-    """count, min, max, mean, median, std and the QUANTILES (numpy linear interpolation)."""
+def describe(values, ranks: bool = False) -> dict:
+    """min, max, mean, median, std and the QUANTILES (numpy linear interpolation); with ranks,
+    whole numbers are written as ints."""
     import numpy as np
 
     values = np.asarray(values, dtype=np.float64)
-    return {"min": _num(values.min()), "max": _num(values.max()), "mean": float(values.mean()),
-            "median": _num(np.median(values)), "std": float(values.std()),
-            "quantiles": {str(q): _num(np.percentile(values, q)) for q in QUANTILES}}
+    num = _num if ranks else float
+    return {"min": num(values.min()), "max": num(values.max()), "mean": float(values.mean()),
+            "median": num(np.median(values)), "std": float(values.std()),
+            "quantiles": {str(q): num(np.percentile(values, q)) for q in QUANTILES}}
 
 
 def _num(value) -> int | float:
-    """Whole numbers as ints (ranks), others as floats."""
     value = float(value)
     return int(value) if value.is_integer() and abs(value) < 2 ** 53 else value
 
@@ -355,7 +356,7 @@ def coverage(rank, mass_above, vocab_size: int) -> dict:
 def summarize(columns: dict, vocab_size: int) -> dict:
     """Everything oracle.json holds except the settings."""
     rank, p = columns["rank"], columns["p"]
-    return {"count": int(len(rank)), "k": describe(rank), "p": describe(p),
+    return {"count": int(len(rank)), "k": describe(rank, ranks=True), "p": describe(p),
             "histograms": {"k": k_histogram(rank, vocab_size), "p": p_histogram(p)},
             "coverage": coverage(rank, columns["mass_above"], vocab_size)}
 
