@@ -119,26 +119,39 @@ def generate_human(store: ResultsDir, prompts: list[Prompt], loaded: LoadedModel
     each human token given the same context. logprobs_sampler repeats them (no sampler drew them)."""
     spec = RunSpec(HUMAN_RUN, HUMAN_RUN)
     done = store.open_run(HUMAN_RUN, run_meta(spec, key))
-    todo = [p for p in prompts if p.prompt_id not in done]
-    for batch in tqdm(batches(todo, batch_size), desc="human", unit="batch", disable=None):
+    for batch, todo in tqdm(pending_batches(prompts, done, batch_size), desc="human", unit="batch", disable=None):
         logprobs = teacher_forced_logprobs(loaded.model, [p.context_ids for p in batch],
                                            [p.human_ids for p in batch], loaded.pad_id, loaded.device)
         store.append_generations(HUMAN_RUN, [
             Generation(p.prompt_id, HUMAN_RUN, p.human_text, p.human_ids, len(p.human_ids), p.human_ended,
-                       tuple(lp), tuple(lp)) for p, lp in zip(batch, logprobs)])
+                       tuple(lp), tuple(lp)) for p, lp in zip(batch, logprobs) if p.prompt_id in todo])
 
 
 def generate_run(store: ResultsDir, spec: RunSpec, prompts: list[Prompt], loaded: LoadedModel,
                  cfg: ExperimentConfig, batch_size: int) -> None:
     done = store.open_run(spec.name, run_meta(spec, experiment_key(cfg)))
-    todo = [p for p in prompts if p.prompt_id not in done]
-    todo.sort(key=lambda p: len(p.context_ids))  # less padding; results do not depend on batching
     sampler = build_sampler(spec)
-    for batch in tqdm(batches(todo, batch_size), desc=spec.name, unit="batch", disable=None):
+    for batch, todo in tqdm(pending_batches(prompts, done, batch_size), desc=spec.name, unit="batch", disable=None):
         seeds = [row_seed(cfg.seed, p.prompt_id, spec.name) for p in batch]
         outs = decode(loaded.model, [p.context_ids for p in batch], sampler, cfg.data.max_new_tokens,
                       loaded.eos_id, loaded.pad_id, seeds, loaded.device)
-        store.append_generations(spec.name, [to_generation(p, spec.name, o, loaded) for p, o in zip(batch, outs)])
+        store.append_generations(spec.name, [to_generation(p, spec.name, o, loaded)
+                                             for p, o in zip(batch, outs) if p.prompt_id in todo])
+
+
+def pending_batches(prompts: list[Prompt], done: dict, batch_size: int) -> list[tuple[list[Prompt], set[str]]]:
+    """The batches that still miss generations, with the ids they miss.
+
+    Batches are fixed by the prompt list alone (sorted by context length, for less padding),
+    so a resumed run computes every batch with exactly the composition an uninterrupted run
+    uses, and its records come out byte-identical (float rounding depends on batch shape)."""
+    ordered = sorted(prompts, key=lambda p: len(p.context_ids))
+    out = []
+    for batch in batches(ordered, batch_size):
+        todo = {p.prompt_id for p in batch if p.prompt_id not in done}
+        if todo:
+            out.append((batch, todo))
+    return out
 
 
 def to_generation(prompt: Prompt, run: str, out, loaded: LoadedModel) -> Generation:
