@@ -36,6 +36,9 @@ class DataConfig:
     text_field: str = "text"
     hf_config: str | None = None
     """Dataset configuration for hf: sources; when set, the whole hf: path is the dataset id."""
+    layout: str = "documents"
+    """hf sources: "documents" (a row is a document) or "lines" (rows are the lines of one text,
+    split into documents as a .txt file is — WikiText on the Hub is stored this way)."""
     num_prompts: int = 500
     context_tokens: int | str = 32
     """An int, or "first_paragraph" (prefix up to the first blank line, 1..first_paragraph_max_tokens)."""
@@ -196,6 +199,7 @@ def _check_model(model: ModelConfig) -> None:
 def _check_data(data: DataConfig) -> None:
     _require(bool(data.source), "data.source", "a file path, hf:<dataset> or builtin:<name>", data.source)
     _require(data.num_prompts >= 1, "data.num_prompts", ">= 1", data.num_prompts)
+    _require(data.layout in ("documents", "lines"), "data.layout", "documents or lines", data.layout)
     _require(data.max_new_tokens >= 1, "data.max_new_tokens", ">= 1", data.max_new_tokens)
     if isinstance(data.context_tokens, str):
         _require(data.context_tokens == "first_paragraph", "data.context_tokens",

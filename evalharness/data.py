@@ -93,7 +93,10 @@ def _hf_documents(spec: str, cfg: DataConfig) -> list[Document]:
     if cfg.text_field not in rows.column_names:
         raise UserError(f"data.text_field: hf:{spec} has no column {cfg.text_field!r}; "
                         f"columns: {', '.join(rows.column_names)}")
-    return [(str(i), text) for i, text in enumerate(rows[cfg.text_field]) if isinstance(text, str)]
+    texts = rows[cfg.text_field]
+    if cfg.layout == "lines":
+        return _txt_documents("\n".join(t.rstrip("\n") for t in texts if isinstance(t, str)))
+    return [(str(i), text) for i, text in enumerate(texts) if isinstance(text, str)]
 
 
 # --- prompts -----------------------------------------------------------------------------------

@@ -47,6 +47,16 @@ def test_hf_source_reads_a_local_dataset_folder(tmp_path):
         read_documents(DataConfig(source=f"hf:{folder}", split="test", text_field="body"))
 
 
+def test_hf_rows_that_are_lines_are_regrouped_into_documents(tmp_path):
+    pytest.importorskip("datasets")
+    folder = tmp_path / "wikitext_like"
+    folder.mkdir()
+    lines = [" = Title = \n", "", " First paragraph .\n", " still first .\n", "", " = = Part = = \n", "", " Second .\n"]
+    write_jsonl(folder / "test.jsonl", lines)
+    docs = read_documents(DataConfig(source=f"hf:{folder}", split="test", layout="lines"))
+    assert [t for _, t in docs] == [" First paragraph .\n still first .", " Second ."]
+
+
 @pytest.mark.parametrize("content,message", [
     (None, "no such file"), (b"caf\xe9", "not UTF-8"), (b"{not json\n", "line 1 is not JSON")])
 def test_bad_sources(tmp_path, content, message):

@@ -1,0 +1,31 @@
+"""The shipped experiment YAMLs load and expand (the Hub ones cannot run here)."""
+
+from pathlib import Path
+
+import pytest
+
+from evalharness import config
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+TABLE_1 = {"greedy", "beam-num_beams=16", "pure", "temperature-temperature=0.9", "top_k-k=40", "top_k-k=640",
+           "top_k-k=40-temperature=0.7", "top_p-p=0.95"}
+
+
+@pytest.mark.parametrize("path", sorted(EXPERIMENTS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_experiment_loads(path):
+    cfg = config.load(path)
+    assert cfg.samplers and cfg.scorers
+
+
+def test_holtzman2019_is_table_1():
+    cfg = config.load(EXPERIMENTS / "holtzman2019.yaml")
+    assert {r.name for r in cfg.samplers} == TABLE_1
+    assert cfg.model.name == "gpt2-large" and cfg.data.num_prompts == 5000 and cfg.data.max_new_tokens == 200
+    assert cfg.data.context_tokens == "first_paragraph"
+    scorers = {s.name: dict(s.options) for s in cfg.scorers}
+    assert scorers["mauve"]["featurizer"] == "gpt2-large" and scorers["self_bleu"]["max_hypotheses"] == 1000
+
+
+def test_wikitext_gpt2_reads_wikitext_lines():
+    cfg = config.load(EXPERIMENTS / "wikitext_gpt2.yaml")
+    assert cfg.data.source == "hf:wikitext/wikitext-103-raw-v1" and cfg.data.layout == "lines"
