@@ -85,3 +85,30 @@ def bootstrap_ci(
             low, high = np.percentile(arr, [tail, 100.0 - tail])
             out[metric] = (float(low), float(high))
     return out
+
+
+def centred_bootstrap_ci(statistic: Callable[[np.ndarray], dict[str, float]], n: int, resamples: int,
+                         seed: int, values: dict[str, float],
+                         bounds: dict[str, tuple[float, float]] | None = None) -> dict[str, tuple[float, float]]:
+    """bootstrap_ci (same resamples, same seed), each interval then shifted by (point value -
+    median of the resamples) and clipped to the metric's `bounds`. For statistics whose every
+    resample is offset in the same direction by the resampling itself (duplicated prompts),
+    not by sampling variability: the shift keeps the spread and removes the offset."""
+    draws: dict[str, list[float]] = {}
+
+    def recording(idx: np.ndarray) -> dict[str, float]:
+        out = statistic(idx)
+        for metric, value in out.items():
+            draws.setdefault(metric, []).append(value)
+        return out
+
+    raw = bootstrap_ci(recording, n, resamples, seed)
+    out = {}
+    for metric, (low, high) in raw.items():
+        if metric not in values:
+            continue
+        finite = np.asarray(draws[metric], dtype=float)
+        shift = values[metric] - float(np.median(finite[np.isfinite(finite)]))
+        lowest, highest = (bounds or {}).get(metric, (-np.inf, np.inf))
+        out[metric] = (float(max(low + shift, lowest)), float(min(high + shift, highest)))
+    return out

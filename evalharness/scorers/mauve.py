@@ -9,8 +9,7 @@ import numpy as np
 
 from evalharness.errors import UserError
 from evalharness.records import HUMAN_RUN, Generation, ScoreResult
-from evalharness.scorers.base import HIGHER, LOWER, SCORERS, Scorer, ScoringContext
-from evalharness.scorers.zipf import centred_bootstrap_ci
+from evalharness.scorers.base import HIGHER, LOWER, SCORERS, Scorer, ScoringContext, centred_bootstrap_ci
 
 DISCRETIZATION = 25
 """Points on the divergence curve (compute_mauve's divergence_curve_discretization_size)."""

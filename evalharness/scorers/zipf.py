@@ -11,7 +11,7 @@ from scipy import sparse, stats
 
 from evalharness.errors import UserError
 from evalharness.records import Generation, ScoreResult
-from evalharness.scorers.base import CLOSER, SCORERS, Scorer, ScoringContext, bootstrap_ci
+from evalharness.scorers.base import CLOSER, SCORERS, Scorer, ScoringContext, centred_bootstrap_ci
 
 
 def zipf_fit(counts: np.ndarray, top_ranks: int = 5000) -> dict[str, float]:
@@ -39,33 +39,6 @@ def token_count_matrix(texts: Sequence[Sequence[int]]) -> sparse.csr_matrix:
     data = np.ones(flat.size, dtype=np.int64)
     shape = (len(texts), max(vocab.size, 1))
     return sparse.csr_matrix((data, (rows, columns.reshape(-1))), shape=shape)
-
-
-def centred_bootstrap_ci(statistic: Callable[[np.ndarray], dict[str, float]], n: int, resamples: int,
-                         seed: int, values: dict[str, float],
-                         bounds: dict[str, tuple[float, float]] | None = None) -> dict[str, tuple[float, float]]:
-    """bootstrap_ci (same resamples, same seed), each interval then shifted by (point value -
-    median of the resamples) and clipped to the metric's `bounds`. For statistics whose every
-    resample is offset in the same direction by the resampling itself (duplicated prompts),
-    not by sampling variability: the shift keeps the spread and removes the offset."""
-    draws: dict[str, list[float]] = {}
-
-    def recording(idx: np.ndarray) -> dict[str, float]:
-        out = statistic(idx)
-        for metric, value in out.items():
-            draws.setdefault(metric, []).append(value)
-        return out
-
-    raw = bootstrap_ci(recording, n, resamples, seed)
-    out = {}
-    for metric, (low, high) in raw.items():
-        if metric not in values:
-            continue
-        finite = np.asarray(draws[metric], dtype=float)
-        shift = values[metric] - float(np.median(finite[np.isfinite(finite)]))
-        lowest, highest = (bounds or {}).get(metric, (-np.inf, np.inf))
-        out[metric] = (float(max(low + shift, lowest)), float(min(high + shift, highest)))
-    return out
 
 
 @SCORERS.register("zipf")
