@@ -42,7 +42,7 @@ class TrainConfig:
 
     output: str = str(DEFAULT_OUTPUT)
     seed: int = 0
-    steps: int = 350
+    steps: int = 300
     minutes: float | None = None
     threads: int = 2
     vocab_size: int = 8192
