@@ -59,8 +59,8 @@ def load_model(name: str, device: str = "auto", dtype: str = "float32", trust_re
 
     hf_logging.disable_progress_bar()
 
-    location, local = resolve_location(name)
     device = resolve_device(device)
+    location, local = resolve_location(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=local,
                                                   trust_remote_code=trust_remote_code)
