@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 # Keep heavy imports (torch, transformers) inside the callables so `--help` stays fast.
 COMMAND_MODULES: list[str] = [
     "evalharness.oracle",
+    "evalharness.report",
 ]
 
 
