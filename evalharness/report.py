@@ -285,7 +285,7 @@ def register_command(subparsers) -> None:
     report.add_argument("--no-ci", action="store_true", help="summary.tex without ± interval half-widths")
     report.add_argument("--samples", type=int, default=SAMPLE_PROMPTS,
                         help=f"prompts in the HTML sample browser (default {SAMPLE_PROMPTS})")
-    report.add_argument("--debug", action="store_true", help="show tracebacks")
+    report.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     report.set_defaults(func=cmd_report)
 
     compare = subparsers.add_parser("compare", help="one table across experiments (e.g. two models, same grid)",
@@ -294,5 +294,5 @@ def register_command(subparsers) -> None:
     compare.add_argument("results", nargs="+", help="two or more results folders")
     compare.add_argument("--output", help="folder for comparison.{json,csv,md,tex}")
     compare.add_argument("--no-ci", action="store_true", help="comparison.tex without ± interval half-widths")
-    compare.add_argument("--debug", action="store_true", help="show tracebacks")
+    compare.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     compare.set_defaults(func=cmd_compare)
