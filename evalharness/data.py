@@ -82,9 +82,15 @@ def _hf_documents(spec: str, cfg: DataConfig) -> list[Document]:
         import datasets
     except ImportError:
         raise UserError("data.source: hf: sources need the `datasets` package (pip install datasets)") from None
+    from evalharness.models import hub_offline_mode, hub_reachable
+
     path, config = spec, cfg.hf_config
-    if config is None and not Path(spec).expanduser().exists() and spec.count("/") >= 1:
+    local = Path(spec).expanduser().exists()
+    if config is None and not local and spec.count("/") >= 1:
         path, config = spec.rsplit("/", 1)
+    if not local and not hub_offline_mode() and not hub_reachable():
+        raise UserError(f"data.source: hf:{spec} is not a local folder and the Hugging Face Hub is unreachable; "
+                        "use a local .jsonl/.txt file, builtin:pydocs, or set HF_HUB_OFFLINE=1 to use your cache")
     try:
         rows = datasets.load_dataset(path, config, split=cfg.split)
     except Exception as exc:  # datasets raises many types (connection, missing split, ...)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 
@@ -61,6 +64,8 @@ def load_model(name: str, device: str = "auto", dtype: str = "float32", trust_re
 
     device = resolve_device(device)
     location, local = resolve_location(name)
+    if not local:
+        require_hub_access(location, "model.name")
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=local,
                                                   trust_remote_code=trust_remote_code)
@@ -69,7 +74,7 @@ def load_model(name: str, device: str = "auto", dtype: str = "float32", trust_re
             dtype=DTYPES[dtype], use_safetensors=use_safetensors)
     except (OSError, ValueError) as exc:
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        where = "local directory" if local else "Hugging Face Hub (is it reachable? is the id right?)"
+        where = "local directory" if local else "Hugging Face Hub (is the id right?)"
         hint = ("; it may hold only pickled weights: set model.use_safetensors: false if you trust them"
                 if use_safetensors and "safetensors" in str(exc) else "")
         raise UserError(f"model.name: could not load {name!r} from the {where}: {reason}{hint}") from None
@@ -78,6 +83,38 @@ def load_model(name: str, device: str = "auto", dtype: str = "float32", trust_re
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos_id or 0)
     model.generation_config = GenerationConfig(eos_token_id=eos_id, pad_token_id=pad_id)
     return LoadedModel(model, tokenizer, device, eos_id, pad_id, max_positions(model))
+
+
+def require_hub_access(repo_id: str, key: str) -> None:
+    """Fail in seconds, naming the key, when a Hub model is neither cached nor reachable."""
+    if not hub_offline_mode() and not _in_hub_cache(repo_id) and not hub_reachable():
+        raise UserError(f"{key}: {repo_id!r} is not a local directory, not in the Hugging Face cache, and the "
+                        "Hub is unreachable; give a local path, builtin:pydocs-gpt2-small, or connect")
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    """Whether the Hub model's config is in the local cache (then no network is needed)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # an id the cache cannot even parse: let from_pretrained say what is wrong
+        return False
+
+
+def hub_offline_mode() -> bool:
+    """HF_HUB_OFFLINE=1: the libraries read only their caches and fail fast by themselves."""
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("", "0", "false", "no")
+
+
+def hub_reachable(timeout: float = 5.0) -> bool:
+    """One quick TCP connection to the Hub endpoint, instead of huggingface_hub's minute of
+    retries when there is no network."""
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 def max_positions(model) -> int | None:

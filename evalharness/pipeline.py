@@ -19,6 +19,7 @@ from evalharness.decoding import decode, row_seed, teacher_forced_logprobs
 from evalharness.errors import UserError
 from evalharness.models import LoadedModel, load_model
 from evalharness.records import HUMAN_RUN, Generation, Prompt, RunSpec
+from evalharness.report import write_report
 from evalharness.scoring import score_experiment
 from evalharness.store import ResultsDir, ensure_writable, fingerprint, read_json, write_json
 from evalharness.summary import write_summary
@@ -44,6 +45,8 @@ def run_experiment(cfg: ExperimentConfig, opts: RunOptions) -> Path:
                         cfg.model.use_safetensors)
     prompts = build_prompts(documents, loaded.tokenizer, cfg.data, cfg.seed, loaded.eos_id, opts.limit)
     check_lengths(prompts, cfg, loaded)
+    for spec in cfg.scorers:  # e.g. a MAUVE featuriser on an unreachable Hub: fail before generating
+        getattr(spec.build(), "preflight", lambda: None)()
     root = Path(opts.output) if opts.output else Path("results") / cfg.name
     prepare_output(root, opts.overwrite)
     store = ResultsDir(root)
@@ -59,6 +62,7 @@ def run_experiment(cfg: ExperimentConfig, opts: RunOptions) -> Path:
     rows = score_experiment(store, cfg, prompts, device=resolve(device))
     write_summary(root, rows, cfg)
     write_json(root / "manifest.json", manifest(cfg, opts, started, time.time()))
+    write_report(root)  # reads only the folder: `python -m evalharness report DIR` redoes it
     return root
 
 

@@ -105,7 +105,7 @@ def to_markdown(rows: list[dict]) -> str:
         for m in metrics:
             cell = format_value(m, row["metrics"].get(m), row["ci"].get(m))
             cells.append(f"**{cell}**" if row["run"] in marks[m] else cell)
-        lines.append(f"| {row['run']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {row['run'].replace('|', chr(92) + '|')} | " + " | ".join(cells) + " |")
     legend = ("\nValues ± half-width of the 95% bootstrap interval over prompts. Bold: per column, the run "
               "closest to the human value (for MAUVE, the highest). Percentages: "
               + ", ".join(m for m in PERCENT if m in metrics) + ".\n")

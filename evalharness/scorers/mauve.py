@@ -119,6 +119,13 @@ class Mauve(Scorer):
         if not _is_int(self.seed):
             raise UserError(f"seed: must be an integer (got {self.seed!r})")
 
+    def preflight(self) -> None:
+        """Called before generation: a featuriser that cannot be loaded should fail now, not after hours."""
+        from evalharness.featurize import LOADERS, check_hf_featurizer
+
+        if self.featurizer not in ("minilm", "model") and self.featurizer not in LOADERS:
+            check_hf_featurizer(self.featurizer)
+
     def features(self, generations: Sequence[Generation], ctx: ScoringContext) -> tuple[np.ndarray, np.ndarray]:
         """(human features, run features); the human ones come from the cache when present."""
         from evalharness.featurize import cached_features, get_featurizer
