@@ -66,6 +66,13 @@ def test_second_run_regenerates_and_rescores_nothing(experiment):
     assert changed == []
 
 
+def test_same_seed_twice_gives_byte_identical_generation_files(experiment, tmp_path):
+    yaml_path, out, _ = experiment
+    assert cli("run", yaml_path, "--output", tmp_path / "again").returncode == 0
+    for path in out.glob("*/generations.jsonl"):
+        assert path.read_bytes() == (tmp_path / "again" / path.parent.name / "generations.jsonl").read_bytes()
+
+
 def test_limit_and_batch_size_override_give_the_same_generations(experiment, tmp_path):
     yaml_path, out, _ = experiment
     result = cli("run", yaml_path, "--output", tmp_path / "r", "--limit", 3, "--batch-size", 1)
