@@ -16,10 +16,17 @@ def _pyplot():
     return plt
 
 
+def _short(name: str) -> str:
+    """A local path as its last two parts (titles must fit); hub ids and builtin names as they are."""
+    if name.startswith(("builtin:", "hf:")) or "/" not in name:
+        return name
+    return "/".join(Path(name).parts[-2:])
+
+
 def _subtitle(summary: dict) -> str:
     s = summary["settings"]
     context = f"window L={s['context_tokens']}" if s["mode"] == "window" else "whole prefix"
-    return f"{s['model']} on {s['source']} · {context} · {summary['count']:,} tokens"
+    return f"{_short(s['model'])} on {_short(s['source'])} · {context} · {summary['count']:,} tokens"
 
 
 def plot_k_histogram(summary: dict, path: Path) -> None:
@@ -61,11 +68,7 @@ def plot_topk_coverage(summary: dict, path: Path) -> None:
     curve = summary["coverage"]["top_k"]
     fig, ax = plt.subplots(figsize=(7, 4.2))
     ax.plot(curve["K"], curve["fraction"], marker=".", color="#4c72b0")
-    for k in MARK_K:
-        if k in curve["K"]:
-            y = curve["fraction"][curve["K"].index(k)]
-            ax.plot([k], [y], "o", color="#c44e52")
-            ax.annotate(f"K={k}: {y:.1%}", (k, y), textcoords="offset points", xytext=(6, -14))
+    _mark(ax, curve["K"], curve["fraction"], MARK_K, "K")
     ax.set_xscale("log")
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
@@ -80,12 +83,8 @@ def plot_topp_coverage(summary: dict, path: Path) -> None:
     curve = summary["coverage"]["top_p"]
     fig, ax = plt.subplots(figsize=(7, 4.2))
     ax.plot(curve["P"], curve["fraction"], color="#55a868")
-    ax.plot([0, 1], [0, 1], color="grey", linewidth=0.8, linestyle=":", label="y = P (calibrated)")
-    for p in MARK_P:
-        if p in curve["P"]:
-            y = curve["fraction"][curve["P"].index(p)]
-            ax.plot([p], [y], "o", color="#c44e52")
-            ax.annotate(f"P={p}: {y:.1%}", (p, y), textcoords="offset points", xytext=(-90, 4))
+    ax.plot([0, 1], [0, 1], color="grey", linewidth=0.8, linestyle=":", label="y = P (what a calibrated model gives)")
+    _mark(ax, curve["P"], curve["fraction"], MARK_P, "P")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
@@ -94,6 +93,19 @@ def plot_topp_coverage(summary: dict, path: Path) -> None:
     ax.set_title("Top-p coverage of human text\n" + _subtitle(summary), fontsize=10)
     ax.legend(loc="upper left")
     _save(fig, path)
+
+
+def _mark(ax, xs: list, ys: list, marks: tuple, name: str) -> None:
+    """Dots on the curve at the marked settings, their values in a box at the lower right."""
+    lines = []
+    for x in marks:
+        if x in xs:
+            y = ys[xs.index(x)]
+            ax.plot([x], [y], "o", color="#c44e52")
+            lines.append(f"{name} = {x:g}: {y:.1%} allowed")
+    if lines:
+        ax.text(0.97, 0.05, "\n".join(lines), transform=ax.transAxes, ha="right", va="bottom",
+                bbox=dict(boxstyle="round", facecolor="white", edgecolor="#cccccc"))
 
 
 def _save(fig, path: Path) -> None:
