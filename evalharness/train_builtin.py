@@ -42,7 +42,7 @@ class TrainConfig:
 
     output: str = str(DEFAULT_OUTPUT)
     seed: int = 0
-    steps: int = 300
+    steps: int = 700
     minutes: float | None = None
     threads: int = 2
     vocab_size: int = 8192
@@ -52,10 +52,10 @@ class TrainConfig:
     n_positions: int = 512
     dropout: float = 0.1
     seq_len: int = 256
-    batch_size: int = 16
-    lr: float = 1e-3
+    batch_size: int = 8
+    lr: float = 2e-3
     min_lr_ratio: float = 0.1
-    warmup_steps: int = 30
+    warmup_steps: int = 50
     weight_decay: float = 0.1
     grad_clip: float = 1.0
     eval_every: int = 50
