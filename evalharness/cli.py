@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 COMMAND_MODULES: list[str] = [
     "evalharness.oracle",
     "evalharness.report",
+    "evalharness.train_builtin",
 ]
 
 

@@ -559,5 +559,5 @@ def register_command(subparsers) -> None:
     parser.add_argument("--device", help="override model.device (cpu, cuda, cuda:N, auto)")
     parser.add_argument("--batch-size", type=int, help="override oracle.batch_size")
     parser.add_argument("--overwrite", action="store_true", help="replace oracle results already in the folder")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     parser.set_defaults(func=cmd_oracle)

@@ -63,21 +63,38 @@ class TrainConfig:
     max_eval_docs: int | None = None
 
 
-def parse_args(argv: list[str] | None) -> TrainConfig:
-    defaults = TrainConfig()
-    parser = argparse.ArgumentParser(
-        prog="python -m evalharness train-builtin",
-        description=f"Train the builtin model ({MODEL_NAME}) on the builtin:pydocs train split.",
-    )
-    for field, value in asdict(defaults).items():
+DESCRIPTION = f"Train the builtin model ({MODEL_NAME}) on the builtin:pydocs train split."
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """One --option per TrainConfig field, defaulting to the shipped run."""
+    for field, value in asdict(TrainConfig()).items():
         kind = float if field in ("minutes",) else type(value) if value is not None else int
         parser.add_argument(f"--{field.replace('_', '-')}", type=kind, default=value)
+
+
+def parse_args(argv: list[str] | None) -> TrainConfig:
+    parser = argparse.ArgumentParser(prog="python -m evalharness train-builtin", description=DESCRIPTION)
+    add_options(parser)
     return TrainConfig(**vars(parser.parse_args(argv)))
+
+
+def register_command(subparsers) -> None:
+    """`python -m evalharness train-builtin [--steps N ...]`."""
+    parser = subparsers.add_parser("train-builtin", help="retrain the builtin model (deterministic)",
+                                   description=DESCRIPTION)
+    add_options(parser)
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    parser.set_defaults(func=lambda args: run_training(TrainConfig(**{
+        k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__})))
 
 
 def main(argv: list[str] | None = None) -> int:
     """Train, evaluate and save; prints progress and a summary. Returns the exit status."""
-    config = parse_args(argv)
+    return run_training(parse_args(argv))
+
+
+def run_training(config: TrainConfig) -> int:
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:

@@ -73,29 +73,36 @@ def experiment(tiny_model_dir, corpus_jsonl, tmp_path_factory):
     return yaml_path, reference
 
 
+def count_records(root: Path) -> int:
+    return sum(p.read_bytes().count(b"\n") for p in root.glob("*/generations.jsonl"))
+
+
 def test_killed_runs_resume_to_exactly_the_uninterrupted_result(experiment, tmp_path):
-    """SIGKILL a real run at seeded random moments (bounded: 4 kills, each within 25 s of the
-    first record appearing), then let it finish: nothing lost, duplicated or truncated, and
-    every file equals the uninterrupted run's."""
+    """SIGKILL a real run at seeded random points — after a random number of finished records,
+    and once more after generation, while scoring — then let it finish: nothing lost,
+    duplicated or truncated, and every file equals the uninterrupted run's. Bounded: 4 kills,
+    each waiting at most 120 s."""
     yaml_path, reference = experiment
+    total = count_records(reference)
     out = tmp_path / "killed"
     rng = random.Random(1234)
+    points = sorted(rng.sample(range(1, total), 3)) + [total]
     kills = 0
-    for _ in range(4):
+    for point in points:
         proc = cli_process("run", yaml_path, "--output", out, "--batch-size", 2)
         deadline = time.monotonic() + 120
-        while not list(out.glob("*/generations.jsonl")) and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0.0, 6.0))
-        if proc.poll() is not None:
-            break
-        proc.send_signal(signal.SIGKILL)
+        while proc.poll() is None and time.monotonic() < deadline and count_records(out) < point:
+            time.sleep(0.01)
+        if point == total:  # all generated: kill while scoring or reporting
+            time.sleep(rng.uniform(0.0, 1.0))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
         proc.wait()
-        kills += 1
         for lines in generation_lines(out).values():  # never a duplicate prompt on disk
             complete = [json.loads(x)["prompt_id"] for x in lines if x.endswith("}")]
             assert len(complete) == len(set(complete))
-    assert kills >= 1
+    assert kills >= 3
     final = cli_process("run", yaml_path, "--output", out, "--batch-size", 2)
     assert final.wait(timeout=600) == 0, final.stderr.read()
     assert generation_lines(out) == generation_lines(reference)

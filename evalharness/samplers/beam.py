@@ -10,6 +10,9 @@ from evalharness.decoding import Continuation, left_pad, teacher_forced_logprobs
 from evalharness.samplers.base import SAMPLERS, Sampler, check_float, check_int
 
 
+MAX_BEAM_ROWS = 512
+
+
 @SAMPLERS.register("beam")
 @dataclass(frozen=True)
 class Beam(Sampler):
@@ -30,6 +33,15 @@ class Beam(Sampler):
         check_float(self.length_penalty, "length_penalty", "a finite number", lambda v: True)
 
     def decode(self, model, contexts, max_new_tokens, eos_id, pad_id, device) -> list[Continuation]:
+        # generate() runs batch * num_beams rows at once; past ~512 rows it gets slower per
+        # prompt (measured on CPU), so big batches are searched in fixed chunks of prompts.
+        chunk = max(1, MAX_BEAM_ROWS // self.num_beams)
+        out: list[Continuation] = []
+        for start in range(0, len(contexts), chunk):
+            out += self._search(model, contexts[start:start + chunk], max_new_tokens, eos_id, pad_id, device)
+        return out
+
+    def _search(self, model, contexts, max_new_tokens, eos_id, pad_id, device) -> list[Continuation]:
         from transformers import GenerationConfig
 
         ids, mask = left_pad(contexts, pad_id, device)
