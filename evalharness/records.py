@@ -9,18 +9,24 @@ HUMAN_RUN = "human"
 """Run name of the human continuations, scored exactly like every model run."""
 
 
-def _from_dict(cls, data: dict[str, Any]):
-    """Build a record from a JSON object, turning lists back into tuples."""
-    kwargs = {}
-    for f in fields(cls):
-        if f.name in data:
-            value = data[f.name]
-            kwargs[f.name] = tuple(value) if isinstance(value, list) else value
-    return cls(**kwargs)
+class JsonRecord:
+    """JSON round trip for the frozen record dataclasses (lists come back as tuples)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        kwargs = {}
+        for f in fields(cls):  # type: ignore[arg-type]
+            if f.name in data:
+                value = data[f.name]
+                kwargs[f.name] = tuple(value) if isinstance(value, list) else value
+        return cls(**kwargs)
 
 
 @dataclass(frozen=True)
-class Prompt:
+class Prompt(JsonRecord):
     """One held-out human document cut into a context and its true continuation."""
 
     prompt_id: str
@@ -39,16 +45,9 @@ class Prompt:
     human_ended: bool
     """True when the document ended within max_new_tokens (human_ids then ends with EOS)."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Prompt":
-        return _from_dict(cls, data)
-
 
 @dataclass(frozen=True)
-class Generation:
+class Generation(JsonRecord):
     """One continuation of one prompt by one run (or the human continuation, run="human")."""
 
     prompt_id: str
@@ -74,13 +73,6 @@ class Generation:
     def content_ids(self) -> tuple[int, ...]:
         """token_ids without the trailing end-of-text: what text-shape metrics look at."""
         return self.token_ids[:-1] if self.stopped_by_eos else self.token_ids
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Generation":
-        return _from_dict(cls, data)
 
 
 @dataclass(frozen=True)
