@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ class LoadedModel:
     eos_id: int | None
     pad_id: int
     max_positions: int | None
+    fingerprint: str = ""
+    """Identifies the weights, so retrained weights under the same name are never mixed up."""
 
 
 def resolve_device(device: str) -> str:
@@ -82,7 +85,22 @@ def load_model(name: str, device: str = "auto", dtype: str = "float32", trust_re
     eos_id = tokenizer.eos_token_id
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos_id or 0)
     model.generation_config = GenerationConfig(eos_token_id=eos_id, pad_token_id=pad_id)
-    return LoadedModel(model, tokenizer, device, eos_id, pad_id, max_positions(model))
+    identity = weights_fingerprint(Path(location)) if local else f"hub:{getattr(model.config, '_commit_hash', None)}"
+    return LoadedModel(model, tokenizer, device, eos_id, pad_id, max_positions(model), identity)
+
+
+def weights_fingerprint(folder: Path, edge: int = 1 << 20) -> str:
+    """sha256 over config.json and, per weight file, its name, size and first and last MiB:
+    cheap on multi-GB checkpoints, and any retraining changes it."""
+    digest = hashlib.sha256((folder / "config.json").read_bytes())
+    for path in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
+        size = path.stat().st_size
+        digest.update(f"{path.name}:{size}".encode())
+        with open(path, "rb") as handle:
+            digest.update(handle.read(edge))
+            handle.seek(max(0, size - edge))
+            digest.update(handle.read(edge))
+    return digest.hexdigest()[:16]
 
 
 def require_hub_access(repo_id: str, key: str) -> None:

@@ -50,18 +50,19 @@ def run_experiment(cfg: ExperimentConfig, opts: RunOptions) -> Path:
     root = Path(opts.output) if opts.output else Path("results") / cfg.name
     prepare_output(root, opts.overwrite)
     store = ResultsDir(root)
-    check_same_experiment(root, experiment_key(cfg))
+    key = experiment_key(cfg, loaded)
+    check_same_experiment(root, key)
     store.check_prompts(prompts)
     store.write_prompts(prompts)
-    write_json(root / "manifest.json", manifest(cfg, opts, started, None))
+    write_json(root / "manifest.json", manifest(cfg, opts, key, started, None))
     batch_size = opts.batch_size or cfg.model.batch_size
-    generate_human(store, prompts, loaded, batch_size, experiment_key(cfg))
+    generate_human(store, prompts, loaded, batch_size, key)
     for spec in cfg.samplers:
-        generate_run(store, spec, prompts, loaded, cfg, batch_size)
+        generate_run(store, spec, prompts, loaded, cfg, batch_size, key)
     del loaded  # free the model before scorers load theirs
     rows = score_experiment(store, cfg, prompts, device=resolve(device))
     write_summary(root, rows, cfg)
-    write_json(root / "manifest.json", manifest(cfg, opts, started, time.time()))
+    write_json(root / "manifest.json", manifest(cfg, opts, key, started, time.time()))
     write_report(root)  # reads only the folder: `python -m evalharness report DIR` redoes it
     return root
 
@@ -85,17 +86,20 @@ def prepare_output(root: Path, overwrite: bool) -> None:
     ensure_writable(root)
 
 
-def experiment_key(cfg: ExperimentConfig) -> dict:
-    """Everything besides the sampler that determines a generation."""
+def experiment_key(cfg: ExperimentConfig, loaded: LoadedModel) -> dict:
+    """Everything besides the sampler that determines a generation (the weights included:
+    a retrained model under the same name must not reuse old generations)."""
     data = asdict(cfg.data)
     data.pop("num_prompts")  # prompt i does not depend on how many prompts are taken
-    return {"model": cfg.model.name, "dtype": cfg.model.dtype, "data": data, "seed": cfg.seed}
+    return {"model": cfg.model.name, "weights": loaded.fingerprint, "dtype": cfg.model.dtype, "data": data,
+            "seed": cfg.seed}
 
 
 def check_same_experiment(root: Path, key: dict) -> None:
-    """A results folder holds one experiment: refuse to mix in generations made otherwise."""
+    """A results folder holds one experiment: refuse to mix in generations made otherwise.
+    A folder with summaries but no generations (as committed to git) has nothing to mix."""
     path = root / "manifest.json"
-    if not path.exists():
+    if not path.exists() or not any(root.glob("*/generations.jsonl")):
         return
     old = read_json(path).get("determined_by", {})
     flat_old, flat_new = flatten(old), flatten(key)
@@ -132,8 +136,8 @@ def generate_human(store: ResultsDir, prompts: list[Prompt], loaded: LoadedModel
 
 
 def generate_run(store: ResultsDir, spec: RunSpec, prompts: list[Prompt], loaded: LoadedModel,
-                 cfg: ExperimentConfig, batch_size: int) -> None:
-    done = store.open_run(spec.name, run_meta(spec, experiment_key(cfg)))
+                 cfg: ExperimentConfig, batch_size: int, key: dict) -> None:
+    done = store.open_run(spec.name, run_meta(spec, key))
     sampler = build_sampler(spec)
     for batch, todo in tqdm(pending_batches(prompts, done, batch_size), desc=spec.name, unit="batch", disable=None):
         seeds = [row_seed(cfg.seed, p.prompt_id, spec.name) for p in batch]
@@ -168,16 +172,25 @@ def batches(items: list, size: int) -> list[list]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def manifest(cfg: ExperimentConfig, opts: RunOptions, started: float, finished: float | None) -> dict:
+def manifest(cfg: ExperimentConfig, opts: RunOptions, key: dict, started: float, finished: float | None) -> dict:
     return {
         "experiment": cfg.name, "config_file": cfg.path, "config": asdict(cfg), "seed": cfg.seed,
-        "determined_by": experiment_key(cfg),
+        "determined_by": key, "data_fingerprint": data_fingerprint(cfg.data.source),
         "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(opts).items()},
         "evalharness_version": evalharness.__version__, "git_commit": git_commit(),
         "versions": versions(), "machine": machine(),
         "started": iso(started), "finished": iso(finished) if finished else None,
         "wall_seconds": round(finished - started, 3) if finished else None,
     }
+
+
+def data_fingerprint(source: str) -> str | None:
+    """Builtin corpora depend on the Python that carries them: record which text was used."""
+    if not source.startswith("builtin:"):
+        return None
+    from evalharness.corpora import get_corpus
+    corpus = get_corpus(source)
+    return corpus.fingerprint() if hasattr(corpus, "fingerprint") else None
 
 
 def iso(t: float) -> str:

@@ -110,3 +110,31 @@ def test_killed_runs_resume_to_exactly_the_uninterrupted_result(experiment, tmp_
         assert len(lines) == 16
     assert (out / "summary.json").read_text() == (reference / "summary.json").read_text()
     assert not list(out.rglob("*.tmp"))
+
+
+def test_retrained_weights_under_the_same_name_never_reuse_generations(tmp_path, corpus_jsonl, capsys):
+    from evalharness.cli import main
+    from helpers import build_tiny_model
+
+    model = build_tiny_model(tmp_path / "model", seed=0)
+    yaml_path = write_experiment(tmp_path / "exp.yaml", model, corpus_jsonl, "[greedy]")
+    assert main(["run", str(yaml_path), "--output", str(tmp_path / "out")]) == 0
+    build_tiny_model(tmp_path / "model", seed=1)  # "retrained": same folder, other weights
+    capsys.readouterr()
+    assert main(["run", str(yaml_path), "--output", str(tmp_path / "out")]) == 2
+    assert "other settings (weights)" in capsys.readouterr().err
+
+
+def test_a_folder_with_summaries_but_no_generations_is_simply_rerun(tmp_path, corpus_jsonl, tiny_model_dir):
+    """What git holds of results/<name>/ (manifest, summaries, plots) does not block a rerun."""
+    from evalharness.cli import main
+
+    yaml_path = write_experiment(tmp_path / "exp.yaml", tiny_model_dir, corpus_jsonl, "[greedy]")
+    out = tmp_path / "out"
+    assert main(["run", str(yaml_path), "--output", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["determined_by"]["weights"] = "from another machine"
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    for path in out.glob("*/generations.jsonl"):
+        path.unlink()
+    assert main(["run", str(yaml_path), "--output", str(out)]) == 0
