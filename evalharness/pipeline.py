@@ -82,8 +82,24 @@ def prepare_output(root: Path, overwrite: bool) -> None:
     if overwrite and root.exists():
         if any(root.iterdir()) and not (root / "manifest.json").exists():
             raise UserError(f"--overwrite: {root} is not an evalharness results folder; refusing to delete it")
-        shutil.rmtree(root)
+        remove_results(root)
     ensure_writable(root)
+
+
+OWN_FILES = ("manifest.json", "prompts.jsonl", "summary.json", "summary.csv", "summary.md", "summary.tex",
+             "report.html")
+OWN_FOLDERS = ("plots", "cache")
+
+
+def remove_results(root: Path) -> None:
+    """--overwrite removes what `run` wrote (run folders, prompts, summaries, report, caches) and
+    keeps anything else a person put there (a README, notes, an oracle/ analysis)."""
+    for path in root.iterdir():
+        if path.is_file() and path.name in OWN_FILES:
+            path.unlink()
+        elif path.is_dir() and (path.name in OWN_FOLDERS or (path / "run.json").exists()
+                                or (path / "generations.jsonl").exists()):
+            shutil.rmtree(path)
 
 
 def experiment_key(cfg: ExperimentConfig, loaded: LoadedModel) -> dict:

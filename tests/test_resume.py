@@ -138,3 +138,18 @@ def test_a_folder_with_summaries_but_no_generations_is_simply_rerun(tmp_path, co
     for path in out.glob("*/generations.jsonl"):
         path.unlink()
     assert main(["run", str(yaml_path), "--output", str(out)]) == 0
+
+
+def test_overwrite_removes_what_run_wrote_and_keeps_notes(tmp_path, corpus_jsonl, tiny_model_dir):
+    from evalharness.cli import main
+
+    yaml_path = write_experiment(tmp_path / "exp.yaml", tiny_model_dir, corpus_jsonl, "[greedy, pure]")
+    out = tmp_path / "out"
+    assert main(["run", str(yaml_path), "--output", str(out)]) == 0
+    (out / "README.md").write_text("my reading of the table")
+    (out / "greedy" / "generations.jsonl").write_text('{"stale": tru')
+    yaml_path.write_text(yaml_path.read_text().replace("[greedy, pure]", "[greedy]"))
+    assert main(["run", str(yaml_path), "--output", str(out), "--overwrite"]) == 0
+    assert (out / "README.md").read_text() == "my reading of the table"
+    assert not (out / "pure").exists()
+    assert len((out / "greedy" / "generations.jsonl").read_text().splitlines()) == 6
