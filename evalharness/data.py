@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from evalharness.config import DataConfig
-from evalharness.errors import UserError
+from evalharness.errors import UserError, first_line
 from evalharness.records import Prompt
 
 Document = tuple[str, str]  # (doc_id, text)
@@ -94,7 +94,7 @@ def _hf_documents(spec: str, cfg: DataConfig) -> list[Document]:
     try:
         rows = datasets.load_dataset(path, config, split=cfg.split)
     except Exception as exc:  # datasets raises many types (connection, missing split, ...)
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         raise UserError(f"data.source: could not load hf:{spec} (split {cfg.split!r}): {reason}") from None
     if cfg.text_field not in rows.column_names:
         raise UserError(f"data.text_field: hf:{spec} has no column {cfg.text_field!r}; "

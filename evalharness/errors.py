@@ -7,3 +7,9 @@ class UserError(Exception):
     The CLI prints its message as one line and exits with status 2, without a traceback.
     The message must name what to fix: the file, the YAML key, the value.
     """
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """A library exception's message cut to one line, for a one-line UserError."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__

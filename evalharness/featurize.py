@@ -134,14 +134,14 @@ def _load_evaluated(model_name: str, device: str, max_tokens: int, batch_size: i
 def _load_hf(name: str, device: str, max_tokens: int, batch_size: int) -> Featurizer:
     from transformers import AutoModel, AutoTokenizer
 
-    from evalharness.errors import UserError
+    from evalharness.errors import UserError, first_line
 
     check_hf_featurizer(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)
         model = AutoModel.from_pretrained(name).to(device).eval()
     except (OSError, ValueError) as exc:
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         raise UserError(f"scorers (mauve).featurizer: could not load {name!r}: {reason}") from None
     limit = min(max_tokens, _position_limit(model))
     return Featurizer(f"hf-{_slug(name)}-last-max{limit}", model, tokenizer, "last", limit, batch_size, device)

@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 
 import torch
 
-from evalharness.errors import UserError
+from evalharness.errors import UserError, first_line
 
 BUILTIN_MODELS = Path(__file__).parent / "builtin_models"
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -76,7 +76,7 @@ def load_model(name: str, device: str = "auto", dtype: str = "float32", trust_re
             location, local_files_only=local, trust_remote_code=trust_remote_code,
             dtype=DTYPES[dtype], use_safetensors=use_safetensors)
     except (OSError, ValueError) as exc:
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         where = "local directory" if local else "Hugging Face Hub (is the id right?)"
         hint = ("; it may hold only pickled weights: set model.use_safetensors: false if you trust them"
                 if use_safetensors and "safetensors" in str(exc) else "")

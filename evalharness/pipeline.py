@@ -59,16 +59,13 @@ def run_experiment(cfg: ExperimentConfig, opts: RunOptions) -> Path:
     generate_human(store, prompts, loaded, batch_size, key)
     for spec in cfg.samplers:
         generate_run(store, spec, prompts, loaded, cfg, batch_size, key)
+    device = loaded.device
     del loaded  # free the model before scorers load theirs
-    rows = score_experiment(store, cfg, prompts, device=resolve(device))
+    rows = score_experiment(store, cfg, prompts, device=device)
     write_summary(root, rows, cfg)
     write_json(root / "manifest.json", manifest(cfg, opts, key, started, time.time()))
     write_report(root)  # reads only the folder: `python -m evalharness report DIR` redoes it
     return root
-
-
-def resolve(device: str) -> str:
-    return "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
 
 
 def check_lengths(prompts: list[Prompt], cfg: ExperimentConfig, loaded: LoadedModel) -> None:

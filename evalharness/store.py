@@ -122,18 +122,15 @@ class ResultsDir:
         else:
             folder.mkdir(parents=True, exist_ok=True)
             write_json(meta_path, spec)
-        done = {}
-        for record in read_jsonl(self.generations_path(run), repair=True):
-            gen = Generation.from_dict(record)
-            done.setdefault(gen.prompt_id, gen)
-        return done
+        return self.read_generations(run, repair=True)
 
     def append_generations(self, run: str, generations: list[Generation]) -> None:
         append_jsonl(self.generations_path(run), (g.to_dict() for g in generations))
 
-    def read_generations(self, run: str) -> dict[str, Generation]:
+    def read_generations(self, run: str, repair: bool = False) -> dict[str, Generation]:
+        """prompt id -> first complete record (repair=True also cuts a crash's partial line)."""
         out: dict[str, Generation] = {}
-        for record in read_jsonl(self.generations_path(run)):
+        for record in read_jsonl(self.generations_path(run), repair=repair):
             out.setdefault(record["prompt_id"], Generation.from_dict(record))
         return out
 

@@ -84,6 +84,14 @@ def probabilities(scores: torch.Tensor) -> torch.Tensor:
     return torch.softmax(scores.double(), dim=-1)
 
 
+def with_entropy(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(probabilities, log-probabilities, entropy in nats), float64; excluded tokens add 0."""
+    logp = torch.log_softmax(scores.double(), dim=-1)
+    probs = probabilities(scores)
+    entropy = -(probs * logp.nan_to_num(neginf=0.0)).sum(dim=-1, keepdim=True)
+    return probs, logp, entropy
+
+
 def keep_argmax(keep: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
     """Never truncate to an empty set: the most likely token always stays."""
     top = scores.argmax(dim=-1, keepdim=True)

@@ -9,7 +9,7 @@ import torch
 
 from evalharness.samplers.base import (
     SAMPLERS, Sampler, apply_temperature, check_float, check_temperature, keep_argmax, keep_only,
-    probabilities,
+    probabilities, with_entropy,
 )
 
 
@@ -49,9 +49,7 @@ class Eta(Sampler):
 
     def process(self, scores: torch.Tensor) -> torch.Tensor:
         scores = apply_temperature(scores, self.temperature)
-        probs = probabilities(scores)
-        logp = torch.log_softmax(scores.double(), dim=-1).nan_to_num(neginf=0.0)
-        entropy = -(probs * logp).sum(dim=-1, keepdim=True)
+        probs, _, entropy = with_entropy(scores)
         threshold = torch.clamp(math.sqrt(self.eta) * torch.exp(-entropy), max=self.eta)
         return keep_only(scores, keep_argmax(probs >= threshold, scores))
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from evalharness.samplers.base import (
-    SAMPLERS, Sampler, apply_temperature, check_float, check_temperature, keep_only, probabilities,
+    SAMPLERS, Sampler, apply_temperature, check_float, check_temperature, keep_only, with_entropy,
 )
 from evalharness.samplers.top_p import smallest_set_reaching
 
@@ -29,8 +29,6 @@ class Typical(Sampler):
 
     def process(self, scores: torch.Tensor) -> torch.Tensor:
         scores = apply_temperature(scores, self.temperature)
-        probs = probabilities(scores)
-        logp = torch.log_softmax(scores.double(), dim=-1)
-        entropy = -(probs * logp.nan_to_num(neginf=0.0)).sum(dim=-1, keepdim=True)
+        probs, logp, entropy = with_entropy(scores)
         surprise_gap = (-logp - entropy).abs()
         return keep_only(scores, smallest_set_reaching(probs, surprise_gap, self.p))
