@@ -93,7 +93,9 @@ def model_logits(model, ids, mask, pos, cache=None, hidden=False) -> Step:
     name = _cache_argument(type(model))
     out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
                 output_hidden_states=hidden, **{name: cache})
-    return Step(out.logits, getattr(out, name), out.hidden_states[-1] if hidden else None)
+    # A model sharded by device_map returns its outputs where its last layers live.
+    return Step(out.logits.to(ids.device), getattr(out, name),
+                out.hidden_states[-1].to(ids.device) if hidden else None)
 
 
 @torch.inference_mode()
@@ -134,7 +136,7 @@ def teacher_forced_logprobs(model, contexts: Sequence[Sequence[int]], continuati
     preceding continuation tokens (used for human text and for beam search outputs)."""
     rows = [list(c) + list(x) for c, x in zip(contexts, continuations)]
     ids, mask = left_pad(rows, pad_id, device)
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask)).logits.float()
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask)).logits.to(ids.device).float()
     logprobs = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
     width = ids.shape[1]
     out = []
