@@ -214,3 +214,19 @@ def test_user_errors_under_torchrun_keep_status_2_and_print_once(tmp_path):
     assert error_lines(result.stderr) == ["error: data.source: no such file 'nowhere.jsonl'"], result.stderr
     assert "exitcode  : 2" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_the_oracle_shares_its_forward_passes_and_writes_the_same_tokens(experiment, tmp_path):
+    yaml_path, _ = experiment
+    outs = {}
+    for ranks in (1, 2):
+        outs[ranks] = tmp_path / f"oracle{ranks}"
+        result = run_cli(ranks, "oracle", yaml_path, "--output", outs[ranks], "--context-tokens", "6",
+                         "--num-tokens", "400", "--batch-size", "16")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.count("results:") == 1
+    tokens = [(outs[r] / "oracle_tokens.jsonl").read_bytes() for r in (1, 2)]
+    assert tokens[0] == tokens[1] and len(tokens[0].splitlines()) == 400
+    summaries = [json.loads((outs[r] / "oracle.json").read_text()) for r in (1, 2)]
+    assert [s["k"] for s in summaries] == [summaries[0]["k"]] * 2
+    assert [s["coverage"] for s in summaries] == [summaries[0]["coverage"]] * 2
