@@ -74,6 +74,30 @@ def test_two_ranks_write_the_bytes_of_one_process(experiment, tmp_path):
     assert len(features) == 6  # MAUVE features of human + 5 runs, computed by both ranks
 
 
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_machines_by_c10d_rendezvous_write_the_same_bytes(experiment, tmp_path):
+    """`--nnodes 2` as on two machines (both on this one, meeting at a c10d endpoint on
+    127.0.0.1), the launch of the README; rank 0 alone writes and prints."""
+    yaml_path, reference = experiment
+    out = tmp_path / "nodes"
+    endpoint = f"127.0.0.1:{free_port()}"
+    nodes = [subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+         "--node-rank", str(node), "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, "--rdzv-id", "t",
+         "-m", "evalharness", "run", str(yaml_path), "--output", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment()) for node in (0, 1)]
+    results = [node.communicate(timeout=600) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], results[0][1] + results[1][1]
+    assert result_files(out) == reference
+    assert sum(stdout.count("results:") for stdout, _ in results) == 1
+
+
 def records_written(root: Path) -> int:
     return sum(len(p.read_bytes().splitlines()) for p in root.glob("*/generations.jsonl"))
 
