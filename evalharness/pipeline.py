@@ -52,6 +52,8 @@ def run_experiment(cfg: ExperimentConfig, opts: RunOptions, world: World | None 
         cfg.model.name, device, cfg.model.dtype, cfg.model.trust_remote_code, cfg.model.use_safetensors,
         device_map=cfg.model.device_map, max_memory=cfg.model.max_memory,
         offload_folder=cfg.model.offload_folder, world=world))
+    fingerprints = world.gather_to_main(lambda: loaded.fingerprint)
+    world.on_main(lambda: check_same_weights(fingerprints))
     prompts = world.on_main(lambda: checked_prompts(documents, cfg, opts, loaded))
     world.everywhere(lambda: preflight(cfg))
     root = Path(opts.output) if opts.output else Path("results") / cfg.name
@@ -72,6 +74,14 @@ def run_experiment(cfg: ExperimentConfig, opts: RunOptions, world: World | None 
     write_json(root / "manifest.json", manifest(cfg, opts, key, started, time.time(), world))
     write_report(root)  # reads only the folder: `python -m evalharness report DIR` redoes it
     return root
+
+
+def check_same_weights(fingerprints: list[str]) -> None:
+    """Under torchrun on several machines, every rank must have loaded the same weights."""
+    for rank, found in enumerate(fingerprints):
+        if found != fingerprints[0]:
+            raise UserError(f"model.name: rank {rank} loaded other weights than rank 0 (fingerprint {found} vs "
+                            f"{fingerprints[0]}); give every machine the same model files")
 
 
 def checked_prompts(documents, cfg: ExperimentConfig, opts: RunOptions, loaded: LoadedModel) -> list[Prompt]:

@@ -189,6 +189,21 @@ def test_a_rank_that_cannot_load_the_model_stops_all_with_one_line(experiment, t
     assert not out.exists()  # failed before the results folder was touched
 
 
+def test_ranks_that_loaded_different_weights_are_refused(experiment, tmp_path):
+    """As when two machines hold different files under the same model path."""
+    from helpers import build_tiny_model
+
+    yaml_path, _ = experiment
+    other = build_tiny_model(tmp_path / "other", seed=1)
+    swap = (f"import os\nif os.environ.get('RANK') == '1':\n    import evalharness.models as models\n"
+            f"    real = models.load_model\n    models.load_model = lambda name, *a, **k: real({str(other)!r}, *a, **k)\n")
+    result = run_cli(2, "run", yaml_path, "--output", tmp_path / "out", extra_path=inject(tmp_path, swap))
+    lines = error_lines(result.stderr)
+    assert len(lines) == 1 and lines[0].startswith("error: model.name: rank 1 loaded other weights than rank 0"), result.stderr
+    assert "exitcode  : 2" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_out_of_memory_mid_run_stops_all_ranks_with_whole_records_only(experiment, tmp_path):
     yaml_path, reference = experiment
     out = tmp_path / "oom-mid"
