@@ -100,6 +100,7 @@ def item_block(i: int, with_context: bool) -> str:
     radios = "".join(f'\n      <label><input type="radio" name="item_{i}" value="{value}" required> {value} {label}</label>'
                      for value, label, _ in SCALE)
     return (f'  <section class="item" data-b64="${{item_{i}_b64}}"{context}>\n'
+            f'    <input type="hidden" name="item_{i}_id" value="${{item_{i}_id}}">\n'
             f'    <p class="context"></p>\n    <p class="text"></p>\n'
             f'    <fieldset><legend>Text {i}: how typical is it?</legend>{radios}\n    </fieldset>\n  </section>')
 

@@ -27,9 +27,11 @@ def text_of(run: str, prompt_id: str) -> str:
     return f"{run} says: continuation number {prompt_id}, written for the {run} run."
 
 
-def write_results(root: Path, runs: list[str], prompts: int, inject: bool = False) -> Path:
+def write_results(root: Path, runs: list[str], prompts: int, inject: bool = False,
+                  texts_for: dict | None = None) -> Path:
     """A results folder (prompts.jsonl + <run>/generations.jsonl) with a distinct text per
-    (run, prompt); with inject=True, prompt 00000 of every run carries INJECTED markup."""
+    (run, prompt); with inject=True, prompt 00000 of every run carries INJECTED markup;
+    texts_for {(run, prompt id): text} overrides single texts."""
     store = ResultsDir(root)
     root.mkdir(parents=True, exist_ok=True)
     records = [Prompt(f"{i:05d}", f"doc{i}", f"The context of prompt {i}", (1, 2, 3), (4, 5), f"human {i}", False)
@@ -40,6 +42,9 @@ def write_results(root: Path, runs: list[str], prompts: int, inject: bool = Fals
         texts = {p.prompt_id: text_of(run, p.prompt_id) for p in records}
         if inject:
             texts["00000"] = f"{run}: {INJECTED}"
+        for (where, prompt_id), text in (texts_for or {}).items():
+            if where == run:
+                texts[prompt_id] = text
         store.append_generations(run, [Generation(pid, run, text, (7,), 1, False, (-1.0,), (-1.0,))
                                        for pid, text in texts.items()])
     return root
