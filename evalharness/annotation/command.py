@@ -17,16 +17,17 @@ from pathlib import Path
 from evalharness.errors import UserError
 
 ACTIONS = ("export", "mturk", "import")
-PLAN_OPTIONS = ("runs", "per_item", "hit_size", "with_context", "seed")
+PLAN_OPTIONS = ("runs", "prompts", "per_item", "hit_size", "with_context", "seed")
 APPLIES = {"serve": {*PLAN_OPTIONS, "annotators", "host", "port", "public_url"},
            "mturk": {*PLAN_OPTIONS, "public_url"},
            "export": {"output"},
            "import": set()}
-FLAGS = {"runs": "--runs", "per_item": "--per-item", "hit_size": "--hit-size", "with_context": "--with-context",
+FLAGS = {"runs": "--runs", "prompts": "--prompts", "per_item": "--per-item", "hit_size": "--hit-size", "with_context": "--with-context",
          "seed": "--seed", "annotators": "--annotators", "host": "--host", "port": "--port",
          "public_url": "--public-url", "output": "--output"}
-USAGE = """python -m evalharness annotate RESULTS_DIR [--runs R1,R2] [--per-item 20] [--hit-size 25] [--with-context]
-                    [--seed S] [--annotators N] [--host 127.0.0.1] [--port 8000] [--public-url URL]
+USAGE = """python -m evalharness annotate RESULTS_DIR [--runs R1,R2] [--prompts N] [--per-item 20] [--hit-size 25]
+                    [--with-context] [--seed S] [--annotators N] [--host 127.0.0.1] [--port 8000]
+                    [--public-url URL]
        python -m evalharness annotate export RESULTS_DIR [--output FILE]
        python -m evalharness annotate mturk RESULTS_DIR [plan options] [--public-url URL]
        python -m evalharness annotate import RESULTS_DIR BATCH_RESULTS_CSV"""
@@ -60,6 +61,8 @@ def register_command(subparsers) -> None:
                              "the results CSV")
     plan = parser.add_argument_group("plan options (serving and mturk; fixed once annotation/plan.json exists)")
     plan.add_argument("--runs", type=comma_list, help="runs to rate, comma separated (default: every run, human included)")
+    plan.add_argument("--prompts", type=int, help="rate the texts of N prompts only (a seeded sample, the same "
+                                                   "prompts in every run; default: all)")
     plan.add_argument("--per-item", type=int, help="ratings per text, from different people (default 20)")
     plan.add_argument("--hit-size", type=int, help="texts per HIT, all from one run (default 25)")
     plan.add_argument("--with-context", action="store_true", default=None, help="show each text's context too")
@@ -133,7 +136,8 @@ def cmd_serve(root: Path, args: argparse.Namespace) -> int:
 
 def describe_plan(plan, created: bool, annotators: int) -> None:
     o = plan.options
-    print(f"{'new' if created else 'continuing'} study: {len(plan.items)} texts from {len(o.runs)} runs "
+    prompts = f"{o.prompts} prompts" if o.prompts else "all prompts"
+    print(f"{'new' if created else 'continuing'} study: {len(plan.items)} texts ({prompts}) from {len(o.runs)} runs "
           f"({', '.join(o.runs)}), {len(plan.groups)} groups of <= {o.hit_size}, {o.per_item} ratings per text "
           f"= {len(plan.hits)} HITs; context {'shown' if o.with_context else 'hidden'}; seed {o.seed}")
     if annotators < o.per_item:

@@ -28,7 +28,7 @@ import json
 import os
 import random
 import secrets
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -49,10 +49,12 @@ class PlanOptions:
     hit_size: int = 25
     with_context: bool = False
     seed: int = 0
+    prompts: int | None = None
+    """Rate the texts of this many prompts only: a seeded sample, the same for every run."""
 
 
 OPTION_FLAGS = {"runs": "--runs", "per_item": "--per-item", "hit_size": "--hit-size",
-                "with_context": "--with-context", "seed": "--seed"}
+                "with_context": "--with-context", "seed": "--seed", "prompts": "--prompts"}
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,8 @@ def available_runs(root: Path) -> list[str]:
 def check_options(options: PlanOptions, root: Path) -> None:
     if options.per_item < 1:
         raise UserError("--per-item: must be an integer >= 1")
+    if options.prompts is not None and options.prompts < 1:
+        raise UserError("--prompts: must be an integer >= 1")
     if not 1 <= options.hit_size <= MAX_HIT_SIZE:
         raise UserError(f"--hit-size: must be an integer from 1 to {MAX_HIT_SIZE}")
     known = available_runs(root)
@@ -163,9 +167,10 @@ def build_plan(root: Path, options: PlanOptions) -> Plan:
     contexts = {p.prompt_id: p.context_text for p in prompts}
     plan = Plan(options, secrets.token_hex(32), {}, [], [])
     rng = random.Random(options.seed)
+    chosen = sample_prompts([p.prompt_id for p in prompts], options.prompts, rng)
     for run in options.runs:
         generations = store.read_generations(run)
-        prompt_ids = [p.prompt_id for p in prompts if p.prompt_id in generations]
+        prompt_ids = [pid for pid in chosen if pid in generations]
         rng.shuffle(prompt_ids)
         for chunk in split_evenly(prompt_ids, options.hit_size):
             item_ids = []
@@ -177,6 +182,14 @@ def build_plan(root: Path, options: PlanOptions) -> Plan:
             plan.groups.append(Group(plan.derived("group", str(len(plan.groups))), run, tuple(item_ids)))
     plan.hits.extend(replicate(plan, rng))
     return plan
+
+
+def sample_prompts(prompt_ids: list[str], count: int | None, rng: random.Random) -> list[str]:
+    """All prompt ids, or `count` of them drawn with the plan's generator (file order kept)."""
+    if count is None or count >= len(prompt_ids):
+        return prompt_ids
+    keep = set(rng.sample(prompt_ids, count))
+    return [pid for pid in prompt_ids if pid in keep]
 
 
 def make_item(plan: Plan, run: str, prompt_id: str, text: str, context: str | None) -> Item:
@@ -210,23 +223,22 @@ def load_plan(root: Path) -> Plan | None:
 
 
 def ensure_plan(root: Path, requested: dict) -> tuple[Plan, bool]:
-    """The stored plan (options given now must match it), or a new one. -> (plan, created)."""
+    """The stored plan (options given now must match it), or a new one. -> (plan, created).
+    `requested` maps PlanOptions fields to the values given on the command line (None: not given)."""
     root = Path(root)
-    given = {k: v for k, v in requested.items() if v is not None}
+    given = {k: tuple(v) if k == "runs" else v for k, v in requested.items() if v is not None}
     plan = load_plan(root)
     if plan is not None:
         for name, value in given.items():
             stored = getattr(plan.options, name)
-            if (tuple(value) if name == "runs" else value) != stored:
+            if value != stored:
                 raise UserError(f"{OPTION_FLAGS[name]}: {plan_path(root)} was made with {format_option(stored)}, "
                                 f"not {format_option(value)}; leave the option out to continue that study, or "
                                 "move annotation/ away to start a new one")
         return plan, False
-    defaults = {f.name: f.default for f in fields(PlanOptions) if f.name != "runs"}
-    options = PlanOptions(**{**defaults, "runs": tuple(available_runs(root)), **given})
-    options = PlanOptions(**{**asdict(options), "runs": tuple(options.runs)})
     if not (root / "prompts.jsonl").exists():
         raise UserError(f"{root}: not an evalharness results folder (no prompts.jsonl)")
+    options = PlanOptions(**{"runs": tuple(available_runs(root)), **given})
     check_options(options, root)
     plan = build_plan(root, options)
     annotation_dir(root)

@@ -87,6 +87,7 @@ def test_a_stored_plan_is_continued_and_guarded(results, tmp_path):
     ({"hit_size": 0}, r"--hit-size: must be"),
     ({"hit_size": 201}, r"--hit-size: must be"),
     ({"runs": ["greedy", "greedy"]}, r"--runs: a run is named twice"),
+    ({"prompts": 0}, r"--prompts: must be"),
 ])
 def test_bad_plan_options_are_user_errors(tmp_path, options, message):
     root = write_results(tmp_path / "r", RUNS, prompts=2)
@@ -94,6 +95,14 @@ def test_bad_plan_options_are_user_errors(tmp_path, options, message):
     with pytest.raises(UserError, match=message):
         ensure_plan(root, requested)
     assert not (root / "annotation" / "plan.json").exists()
+
+
+def test_prompts_samples_the_same_prompts_in_every_run(results):
+    plan = build_plan(results, PlanOptions(runs=tuple(RUNS), prompts=5, per_item=1, hit_size=25, seed=3))
+    per_run = {run: sorted(i.prompt_id for i in plan.items.values() if i.run == run) for run in RUNS}
+    assert len(per_run["human"]) == 5 and per_run["human"] == per_run["greedy"] == per_run["pure"]
+    other = build_plan(results, PlanOptions(runs=tuple(RUNS), prompts=5, per_item=1, hit_size=25, seed=4))
+    assert sorted(i.prompt_id for i in other.items.values() if i.run == "human") != per_run["human"]
 
 
 def test_with_context_shows_the_context(tmp_path):
@@ -168,7 +177,7 @@ def test_help_documents_both_forms(capsys):
         main(["annotate", "--help"])
     assert exit_status.value.code == 0
     text = capsys.readouterr().out
-    for form in ("annotate RESULTS_DIR [--runs", "annotate export RESULTS_DIR", "annotate mturk RESULTS_DIR",
+    for form in ("annotate RESULTS_DIR [--runs", "--prompts", "annotate export RESULTS_DIR", "annotate mturk RESULTS_DIR",
                  "annotate import RESULTS_DIR BATCH_RESULTS_CSV", "--per-item", "--hit-size", "--with-context",
                  "--annotators", "--host", "--port", "--seed"):
         assert form in text, form
