@@ -129,55 +129,67 @@ def parse_ratings(body: dict) -> list[tuple[str, int]]:
     return parsed
 
 
-def create_app(plan: Plan, store: JudgementStore) -> Starlette:
-    pages = {path: ((STATIC / name).read_bytes(), kind) for path, (name, kind) in PAGES.items()}
+class Endpoints:
+    """The request handlers; each turns a Rejected into its JSON error answer."""
 
-    def authenticated(token) -> Annotator:
+    def __init__(self, plan: Plan, store: JudgementStore) -> None:
+        self.plan, self.store = plan, store
+        self.pages = {path: ((STATIC / name).read_bytes(), kind) for path, (name, kind) in PAGES.items()}
+
+    def authenticated(self, token) -> Annotator:
         if not isinstance(token, str) or not token:
             raise Rejected("token: missing")
-        annotator = store.authenticate(token)
+        annotator = self.store.authenticate(token)
         if annotator is None:
             raise Rejected("unknown token", 403)
         return annotator
 
-    async def page(request: Request) -> Response:
-        content, kind = pages[request.url.path]
+    async def page(self, request: Request) -> Response:
+        content, kind = self.pages[request.url.path]
         return Response(content, media_type=kind)
 
-    async def get_hit(request: Request) -> Response:
+    async def get_hit(self, request: Request) -> Response:
         try:
-            annotator = authenticated(request.query_params.get("token"))
+            annotator = self.authenticated(request.query_params.get("token"))
         except Rejected as exc:
             return error(str(exc), exc.status)
-        return JSONResponse(hit_payload(plan, store, annotator))
+        return JSONResponse(hit_payload(self.plan, self.store, annotator))
 
-    async def post_ratings(request: Request) -> Response:
+    async def post_ratings(self, request: Request) -> Response:
         try:
             body = await json_body(request)
             ratings = parse_ratings(body)
-            annotator = authenticated(body["token"])
-            saved = store.submit(annotator, body["hit_id"], ratings)
+            saved = self.store.submit(self.authenticated(body["token"]), body["hit_id"], ratings)
         except Rejected as exc:
             return error(str(exc), exc.status)
         return JSONResponse({"saved": saved})
 
-    async def join_prolific(request: Request) -> Response:
+    async def join_prolific(self, request: Request) -> Response:
         try:
             body = await json_body(request)
             check_keys(body, {"study", "participant"}, "body")
-            return JSONResponse({"token": prolific_token(plan, store, body["study"], body["participant"])})
+            return JSONResponse({"token": prolific_token(self.plan, self.store, body["study"], body["participant"])})
         except Rejected as exc:
             return error(str(exc), exc.status)
 
-    async def http_error(request: Request, exc: HTTPException) -> Response:
-        return error(exc.detail, exc.status_code)
 
-    routes = [Route(path, page) for path in PAGES]
-    routes += [Route("/favicon.ico", lambda request: Response(status_code=204)),
-               Route("/api/hit", get_hit, methods=["GET"]), Route("/api/ratings", post_ratings, methods=["POST"]),
-               Route("/api/prolific", join_prolific, methods=["POST"])]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
-    return SecurityHeaders(app)
+async def http_error(request: Request, exc: HTTPException) -> Response:
+    """Starlette's own 404 / 405 answers, as JSON errors like ours."""
+    return error(exc.detail, exc.status_code)
+
+
+async def no_icon(request: Request) -> Response:
+    return Response(status_code=204)
+
+
+def create_app(plan: Plan, store: JudgementStore):
+    endpoints = Endpoints(plan, store)
+    routes = [Route(path, endpoints.page, methods=["GET"]) for path in PAGES]
+    routes += [Route("/favicon.ico", no_icon, methods=["GET"]),
+               Route("/api/hit", endpoints.get_hit, methods=["GET"]),
+               Route("/api/ratings", endpoints.post_ratings, methods=["POST"]),
+               Route("/api/prolific", endpoints.join_prolific, methods=["POST"])]
+    return SecurityHeaders(Starlette(routes=routes, exception_handlers={HTTPException: http_error}))
 
 
 def hit_payload(plan: Plan, store: JudgementStore, annotator: Annotator) -> dict:
