@@ -16,15 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from chromium import keep_screenshot, launch
+from chromium import keep_screenshot
 from test_report import INJECTED, build_results, crafted_copy
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    started = launch(tmp_path_factory)
-    yield started
-    started.close()
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,6 @@ to the chosen action are refused, naming the option.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import os
 from pathlib import Path
 
@@ -146,13 +144,12 @@ def describe_plan(plan, created: bool, annotators: int) -> None:
 
 
 def write_links(root: Path, base_url: str, links: list[tuple[str, str]]) -> None:
+    from evalharness.annotation.export import csv_text
     from evalharness.store import write_atomic
 
     rows = [(name, f"{base_url}/?token={token}") for name, token in links]
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows([("annotator", "url"), *rows])
     path = root / "annotation" / "links.csv"
-    write_atomic(path, buffer.getvalue())
+    write_atomic(path, csv_text(("annotator", "url"), rows))
     os.chmod(path, 0o600)  # the links are the annotators' passwords
     for name, url in rows:
         print(f"  {name}  {url}")

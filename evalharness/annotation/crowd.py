@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import base64
 import csv
-import io
 import os
 import re
 from pathlib import Path
 from urllib.parse import quote
 
+from evalharness.annotation.export import csv_text
 from evalharness.annotation.plan import Group, Plan, annotation_dir
 from evalharness.annotation.scale import SCALE, is_rating
 from evalharness.annotation.store import JudgementStore
@@ -78,14 +78,6 @@ def batch_row(plan: Plan, group: Group, columns: list[str]) -> dict[str, str]:
         if plan.options.with_context:
             row[f"item_{i}_context_b64"] = b64(item.context)
     return row
-
-
-def csv_text(columns: list[str], rows: list[dict]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
 
 
 def question_template(plan: Plan) -> str:
@@ -145,14 +137,14 @@ TEMPLATE = """<!-- evalharness typicality ratings: MTurk question template for a
 def write_crowd_files(root: Path, plan: Plan, public_url: str) -> list[Path]:
     folder = annotation_dir(root)
     columns = batch_columns(plan)
-    batch = csv_text(columns, [batch_row(plan, group, columns) for group in plan.groups])
+    batch = csv_text(columns, [list(batch_row(plan, group, columns).values()) for group in plan.groups])
     studies = [{"group_id": g.group_id, "places": plan.options.per_item,
                 "study_url": f"{public_url.rstrip('/')}/?study={study_token(plan, g.group_id)}&{PROLIFIC_PLACEHOLDERS}",
                 "completion_code": completion_code(plan, g.group_id)} for g in plan.groups]
     paths = [folder / "mturk_batch.csv", folder / "mturk_question.html", folder / "prolific_studies.csv"]
     write_atomic(paths[0], batch)
     write_atomic(paths[1], question_template(plan))
-    write_atomic(paths[2], csv_text(list(studies[0]), studies))
+    write_atomic(paths[2], csv_text(list(studies[0]), [list(study.values()) for study in studies]))
     os.chmod(paths[2], 0o600)  # study links let anyone in
     return paths
 

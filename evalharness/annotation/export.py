@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import Iterable, Sequence
 
 from evalharness.annotation.plan import Plan
 from evalharness.annotation.store import JudgementStore
@@ -32,12 +33,17 @@ def judgement_rows(plan: Plan, store: JudgementStore) -> list[tuple[str, str, st
     return sorted(rows, key=lambda row: (run_order[row[0]], row[1], row[2]))
 
 
-def export_judgements(root: Path, plan: Plan, store: JudgementStore, output: Path | None = None) -> tuple[Path, int]:
-    rows = judgement_rows(plan, store)
+def csv_text(header: Sequence[str], rows: Iterable[Sequence]) -> str:
+    """A CSV file's text: the header, then the rows (quoted where needed, \\n line ends)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(COLUMNS)
+    writer.writerow(header)
     writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def export_judgements(root: Path, plan: Plan, store: JudgementStore, output: Path | None = None) -> tuple[Path, int]:
+    rows = judgement_rows(plan, store)
     path = Path(output) if output else Path(root) / FILE_NAME
-    write_atomic(path, buffer.getvalue())
+    write_atomic(path, csv_text(COLUMNS, rows))
     return path, len(rows)

@@ -15,18 +15,11 @@ import time
 import pytest
 
 from annotation_helpers import INJECTED, Server, load_plan, read_db, write_results
-from chromium import keep_screenshot, launch
+from chromium import keep_screenshot
 from evalharness.cli import main
 
 RUNS = ["human", "greedy"]
 KEYS = {str(d): 48 + d for d in range(10)} | {"Enter": 13}
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    started = launch(tmp_path_factory)
-    yield started
-    started.close()
 
 
 @pytest.fixture(scope="module")
