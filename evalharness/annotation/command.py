@@ -125,6 +125,9 @@ def cmd_serve(root: Path, args: argparse.Namespace) -> int:
         describe_plan(plan, created, len(links))
         write_links(root, public_url(args), links)
         host, port = args.host or "127.0.0.1", args.port or 8000
+        if host in ("0.0.0.0", "::") and not args.public_url:
+            print(f"note: the links above name {host}; give --public-url with the address people reach this "
+                  "machine at to print usable ones")
         print(f"serving on http://{host}:{port} (Ctrl-C to stop; run the same command again to continue)", flush=True)
         serve(plan, store, host, port)
     finally:

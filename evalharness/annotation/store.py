@@ -59,6 +59,10 @@ CREATE TABLE IF NOT EXISTS imported_assignments (
 """
 
 
+HOLD_SECONDS = 2 * 3600
+"""How long an unfinished HIT stays reserved for the person who opened it while others wait."""
+
+
 class Rejected(Exception):
     """A submission that must not be stored; the message is shown to the client."""
 
@@ -163,7 +167,23 @@ class JudgementStore:
             if hit is not None:
                 db.execute("INSERT INTO assignments VALUES (?, ?, ?, ?, NULL)",
                            (hit.hit_id, hit.group_id, annotator.name, time.time()))
-            return hit
+                return hit
+            return self.take_over_abandoned_hit(annotator)
+
+    def take_over_abandoned_hit(self, annotator: Annotator) -> Hit | None:
+        """When no copy is free, the oldest HIT held unfinished for over HOLD_SECONDS passes to
+        this annotator (a Prolific participant who timed out must not block the study). What
+        its first holder had rated stays theirs; their later submission for it is refused."""
+        own_groups = {row[0] for row in self.db.execute(
+            "SELECT group_id FROM assignments WHERE annotator = ?", (annotator.name,))}
+        for hit_id, group_id in self.db.execute(
+                "SELECT hit_id, group_id FROM assignments WHERE completed_at IS NULL AND claimed_at < ? "
+                "ORDER BY claimed_at, rowid", (time.time() - HOLD_SECONDS,)).fetchall():
+            if group_id not in own_groups and annotator.group_only in (None, group_id):
+                self.db.execute("UPDATE assignments SET annotator = ?, claimed_at = ? WHERE hit_id = ?",
+                                (annotator.name, time.time(), hit_id))
+                return self.plan.hit_by_id[hit_id]
+        return None
 
     def next_free_hit(self, annotator: Annotator) -> Hit | None:
         taken = {row[0] for row in self.db.execute("SELECT hit_id FROM assignments")}

@@ -10,7 +10,7 @@ import pytest
 
 from annotation_helpers import write_results
 from evalharness.annotation.plan import PlanOptions, build_plan, ensure_plan, load_plan, split_evenly
-from evalharness.annotation.store import JudgementStore
+from evalharness.annotation.store import HOLD_SECONDS, JudgementStore, Rejected
 from evalharness.cli import main
 from evalharness.errors import UserError
 
@@ -150,6 +150,27 @@ def test_an_annotator_never_gets_a_group_twice(store):
         groups.append(hit.group_id)
     assert sorted(groups) == sorted(g.group_id for g in store.plan.groups)
     assert store.progress(annotator) == (len(store.plan.groups), len(store.plan.groups))
+
+
+def test_a_hit_abandoned_for_hours_passes_to_someone_waiting(tmp_path):
+    root = write_results(tmp_path / "r", ["human"], prompts=4)
+    plan, _ = ensure_plan(root, {"runs": None, "per_item": 1, "hit_size": 2, "with_context": None, "seed": None})
+    store = JudgementStore(root, plan)
+    try:
+        first, second = (store.authenticate(token) for _, token in store.ensure_lab_annotators(2))
+        held = store.current_or_next_hit(first)
+        other = store.current_or_next_hit(second)
+        store.submit(second, other.hit_id, [(item_id, 3) for item_id in other.item_ids])
+        store.submit(first, held.hit_id, [(held.item_ids[0], 6)])  # half done, then gone
+        assert store.current_or_next_hit(second) is None  # reserved while recent
+        store.db.execute("UPDATE assignments SET claimed_at = claimed_at - ? WHERE hit_id = ?",
+                         (HOLD_SECONDS + 1, held.hit_id))
+        assert store.current_or_next_hit(second) == held
+        with pytest.raises(Rejected):
+            store.submit(first, held.hit_id, [(held.item_ids[1], 2)])
+        assert store.ratings_of(first, held.item_ids) == {held.item_ids[0]: 6}
+    finally:
+        store.close()
 
 
 def test_a_failing_submission_stores_nothing(store, monkeypatch):
