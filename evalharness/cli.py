@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 # register_command(subparsers), which adds a parser and sets func=callable(args) -> exit status.
 # Keep heavy imports (torch, transformers) inside the callables so `--help` stays fast.
 COMMAND_MODULES: list[str] = [
+    "evalharness.annotation.command",
     "evalharness.oracle",
     "evalharness.report",
     "evalharness.train_builtin",

@@ -16,3 +16,13 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def corpus_jsonl(tmp_path_factory) -> Path:
     return write_jsonl(tmp_path_factory.mktemp("corpus") / "docs.jsonl", synthetic_documents(40, seed=2))
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """Headless chromium with one page (tests/chromium.py); skips where it cannot run."""
+    from chromium import launch
+
+    started = launch(tmp_path_factory)
+    yield started
+    started.close()
