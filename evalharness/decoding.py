@@ -148,7 +148,8 @@ def teacher_forced_logprobs(model, contexts: Sequence[Sequence[int]], continuati
 
 def decode(model, contexts, sampler: Sampler, max_new_tokens: int, eos_id: int | None, pad_id: int,
            seeds: Sequence[int], device: str) -> list[Continuation]:
-    """Continue every context with the sampler: search methods bring their own loop."""
+    """Continue every context with the sampler: search methods bring their own loop (and get the
+    per-prompt seeds too: a stochastic search draws from them, a deterministic one ignores them)."""
     if sampler.strategy in ("sample", "greedy"):
         return sample_loop(model, contexts, sampler, max_new_tokens, eos_id, pad_id, seeds, device)
-    return sampler.decode(model, contexts, max_new_tokens, eos_id, pad_id, device)
+    return sampler.decode(model, contexts, max_new_tokens, eos_id, pad_id, device, seeds=seeds)

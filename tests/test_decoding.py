@@ -26,7 +26,9 @@ def target(sampler):
 
 
 @pytest.mark.parametrize("name,params", [("pure", {}), ("top_k", {"k": 3}), ("top_p", {"p": 0.8}),
-                                         ("top_k", {"k": 4, "temperature": 0.7}), ("typical", {"p": 0.6})])
+                                         ("top_k", {"k": 4, "temperature": 0.7}), ("typical", {"p": 0.6}),
+                                         ("top_k", {"k": 3, "interpolation": 0.2}),
+                                         ("top_p", {"p": 0.5, "temperature": 0.8, "interpolation": 0.1})])
 def test_empirical_frequencies_match_the_nominal_distribution(name, params):
     sampler = SAMPLERS.get(name)(**params)
     counts, probs = draw(sampler), target(sampler)
@@ -61,7 +63,8 @@ def run(loaded, sampler, ctxs, batch, seed=0, max_new=15):
 SAMPLER_SET = [("pure", {}), ("top_p", {"p": 0.9}), ("top_k", {"k": 5}), ("greedy", {}),
                ("beam", {"num_beams": 3}), ("contrastive", {"alpha": 0.6, "k": 4}), ("typical", {"p": 0.9}),
                ("eta", {"eta": 0.001}), ("epsilon", {"epsilon": 0.001}), ("min_p", {"p": 0.05}),
-               ("temperature", {"temperature": 0.7})]
+               ("temperature", {"temperature": 0.7}), ("stochastic_beam", {"num_beams": 3}),
+               ("min_p", {"p": 0.1, "interpolation": 0.05})]
 
 
 @pytest.mark.parametrize("name,params", SAMPLER_SET)
