@@ -13,6 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 import evalharness
+from evalharness import human_logprobs
 from evalharness.config import ExperimentConfig, build_sampler
 from evalharness.data import build_prompts, read_documents
 from evalharness.decoding import decode, row_seed, teacher_forced_logprobs
@@ -158,6 +159,14 @@ def generate_run(store: ResultsDir, spec: RunSpec, prompts: list[Prompt], loaded
                       loaded.eos_id, loaded.pad_id, seeds, loaded.device)
         store.append_generations(spec.name, [to_generation(p, spec.name, o, loaded)
                                              for p, o in zip(batch, outs) if p.prompt_id in todo])
+    # --- the sampler's log-probabilities of the human continuations (human_logprobs.py) ---
+    if human_logprobs.defines_distribution(sampler):
+        run_dir = store.run_dir(spec.name)
+        have = human_logprobs.read(run_dir, repair=True)
+        for batch, todo in pending_batches(prompts, have, batch_size):
+            records = human_logprobs.sampler_logprobs_of_human(loaded, sampler, batch)
+            human_logprobs.append(run_dir, [r for r in records if r["prompt_id"] in todo])
+    # --- end ---
 
 
 def pending_batches(prompts: list[Prompt], done: dict, batch_size: int) -> list[tuple[list[Prompt], set[str]]]:

@@ -27,11 +27,12 @@ def aligned(store: ResultsDir, run: str, prompts: list[Prompt]) -> list[Generati
 def score_experiment(store: ResultsDir, cfg: ExperimentConfig, prompts: list[Prompt], device: str) -> list[dict]:
     """Summary rows, human first: {run, sampler, params, metrics, ci}."""
     human = aligned(store, HUMAN_RUN, prompts)
+    runs = [(HUMAN_RUN, HUMAN_RUN, {})] + [(s.name, s.sampler, s.params_dict) for s in cfg.samplers]
     ctx = ScoringContext(human=human, resamples=cfg.bootstrap.resamples,
                          seed=cfg.seed if cfg.bootstrap.seed is None else cfg.bootstrap.seed,
-                         cache_dir=store.root / "cache", model_name=cfg.model.name, device=device)
+                         cache_dir=store.root / "cache", model_name=cfg.model.name, device=device,
+                         results_dir=store.root, runs=tuple(run for run, _, _ in runs))
     scorers = [spec.build() for spec in cfg.scorers]
-    runs = [(HUMAN_RUN, HUMAN_RUN, {})] + [(s.name, s.sampler, s.params_dict) for s in cfg.samplers]
     rows = []
     for run, sampler, params in tqdm(runs, desc="scoring", unit="run", disable=None):
         gens = human if run == HUMAN_RUN else aligned(store, run, prompts)
@@ -50,6 +51,7 @@ def cached_scores(store: ResultsDir, run: str, gens: list[Generation], scorers, 
         "human": read_json(store.run_dir(HUMAN_RUN) / "run.json")["fingerprint"],
         "prompts": [g.prompt_id for g in gens], "scorers": [asdict(s) for s in cfg.scorers],
         "bootstrap": asdict(cfg.bootstrap), "version": evalharness.__version__,
+        "inputs": [scorer.inputs_fingerprint(ctx) for scorer in scorers],
     })
     path = store.run_dir(run) / "scores.json"
     if path.exists():
