@@ -131,6 +131,37 @@ def topp_allows(mass_above, p: float):
     return mass_above < p
 
 
+def sampler_allows(columns: dict, sampler: str, params: dict):
+    """Per oracle token, whether a configured sampler's support holds it; None where the oracle's
+    columns (rank, mass_above at temperature 1) cannot say: top_k (any temperature: it does not
+    reorder tokens), top_p at temperature 1, pure and temperature (every token), each without
+    interpolation (with it every token is allowed)."""
+    import numpy as np
+
+    rank = np.asarray(columns["rank"])
+    if params.get("interpolation", 0.0) > 0 or sampler in ("pure", "temperature"):
+        return np.ones(len(rank), dtype=bool)
+    if sampler == "top_k":
+        return topk_allows(rank, params["k"])
+    if sampler == "top_p" and params.get("temperature", 1.0) == 1.0:
+        return topp_allows(np.asarray(columns["mass_above"]), params["p"])
+    return None
+
+
+def read_token_columns(folder: Path) -> dict | None:
+    """rank and mass_above of every token in an oracle folder's oracle_tokens.jsonl (None if absent)."""
+    path = Path(folder) / "oracle_tokens.jsonl"
+    if not path.is_file():
+        return None
+    rank, mass_above = [], []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            record = json.loads(line)
+            rank.append(record["rank"])
+            mass_above.append(record["mass_above"])
+    return {"rank": rank, "mass_above": mass_above}
+
+
 # --- which tokens: documents -> plans ----------------------------------------------------------
 
 @dataclass(frozen=True)

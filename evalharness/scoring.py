@@ -11,7 +11,7 @@ from evalharness.config import ExperimentConfig
 from evalharness.errors import UserError
 from evalharness.records import HUMAN_RUN, Generation, Prompt
 from evalharness.scorers import ScoringContext
-from evalharness.store import ResultsDir, fingerprint, read_json, write_json
+from evalharness.store import ResultsDir, finite_or_named, fingerprint, read_json, write_json
 
 
 def aligned(store: ResultsDir, run: str, prompts: list[Prompt]) -> list[Generation]:
@@ -57,6 +57,8 @@ def cached_scores(store: ResultsDir, run: str, gens: list[Generation], scorers, 
     if path.exists():
         cached = read_json(path)
         if cached.get("key") == key:
+            for part in ("metrics", "ci"):
+                cached[part] = {k: finite_or_named(v) for k, v in cached.get(part, {}).items()}
             return cached
     metrics, ci, per_sample = {}, {}, {}
     for scorer in scorers:

@@ -16,3 +16,15 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def corpus_jsonl(tmp_path_factory) -> Path:
     return write_jsonl(tmp_path_factory.mktemp("corpus") / "docs.jsonl", synthetic_documents(40, seed=2))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """For tests made of thousands of tiny tensor operations: one torch thread. On a busy
+    machine two threads contending for two cores made such tests 10-20x slower (measured)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

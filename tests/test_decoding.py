@@ -11,6 +11,8 @@ from evalharness.decoding import decode, inverse_cdf_sample, row_seed, teacher_f
 from evalharness.models import load_model
 from evalharness.samplers import SAMPLERS
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see conftest
+
 LOGITS = torch.tensor([[2.0, 1.5, 1.0, 0.5, 0.0, -0.5, -1.0, -2.0, -3.0, -4.0]])
 
 

@@ -15,13 +15,7 @@ from evalharness.samplers.stochastic_beam import gumbels_with_maximum
 VOCAB, LENGTH, DRAWS = 5, 3, 20_000
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Thousands of tiny tensor ops: one thread avoids oversubscribing a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
