@@ -119,10 +119,10 @@ def summary_section(rows: Sequence[dict]) -> str:
 
 def oracle_cell(row: dict, oracle: dict | None) -> str:
     """The share of the oracle's tokens the run's sampler allows, when the oracle can tell."""
-    from evalharness.oracle import sampler_allows
+    from evalharness.oracle import sampler_coverage
 
-    allowed = sampler_allows(oracle["columns"], row["sampler"], row["params"]) if oracle else None
-    return "—" if allowed is None or not len(allowed) else format_value("human_coverage", float(allowed.mean()))
+    value = sampler_coverage(oracle["summary"], oracle["columns"], row["sampler"], row["params"]) if oracle else None
+    return format_value("human_coverage", value) if value is not None else "—"
 
 
 def human_text_section(rows: Sequence[dict], oracle: dict | None) -> str:
@@ -141,11 +141,13 @@ def human_text_section(rows: Sequence[dict], oracle: dict | None) -> str:
             "run's own sampling distribution (human_coverage: share inside its support; perplexity: exp of the mean "
             "negative log-probability, ∞ when a token is outside the support).")
     if oracle:
-        settings = oracle.get("settings") or {}
-        note += (f" Oracle: the same samplers' supports on the {len(oracle['columns']['rank'])} tokens of "
-                 f"`evalharness oracle` ({text(settings.get('mode', '?'))} mode, context "
-                 f"{text(settings.get('context_tokens') or 'whole prefix')} tokens, other documents): the same "
-                 "question on other tokens and contexts; — where the oracle's ranks cannot answer it.")
+        settings = oracle["summary"].get("settings") or {}
+        context = (f"the previous {settings.get('context_tokens')} tokens" if settings.get("mode") == "window"
+                   else "the whole preceding document")
+        note += (f" Oracle: the same sampler's support on the {oracle['summary'].get('count', '?')} tokens scored by "
+                 f"`evalharness oracle` (each given {context}; documents of its own choosing): the same question on "
+                 "other tokens and contexts. —: the oracle's ranks cannot answer it (or, without "
+                 "oracle_tokens.jsonl, k or p is not on its grid).")
     return (f'<section id="human-text"><h2>How much of the human text each sampler allows</h2>'
             f'<div class="table-wrap"><table id="human-text-table"><thead>{head}</thead><tbody>{body}</tbody>'
             f'</table></div><p class="note">{text(note)}</p></section>')
@@ -202,7 +204,8 @@ def render(name: str, description: str, manifest: dict, rows: Sequence[dict], pr
            generations: dict[str, dict[str, Generation]], plots: Sequence[tuple[str, str, bytes]],
            n_prompts: int, oracle: dict | None = None) -> str:
     """The whole page. `prompts` are the ones shown in the sample browser; `n_prompts` all of them;
-    `oracle`: {"settings", "columns"} of the experiment's oracle analysis, when there is one."""
+    `oracle`: {"summary": oracle.json, "columns": per-token columns or None} of the experiment's
+    oracle analysis, when there is one."""
     runs = [r["run"] for r in rows]
     body = "\n".join([
         header(name, description, manifest, n_prompts, len([r for r in runs if r != HUMAN_RUN])),

@@ -162,13 +162,12 @@ def write_report(root: Path, ci: bool = True, samples: int = SAMPLE_PROMPTS) -> 
 
 def read_oracle(folder: Path) -> dict | None:
     """The oracle analysis stored in the results folder (`evalharness oracle`'s default output),
-    if any: its settings and per-token columns."""
+    if any: oracle.json and, when kept, the per-token columns of oracle_tokens.jsonl."""
     from evalharness.oracle import read_token_columns
 
-    columns = read_token_columns(folder)
-    if columns is None or not (folder / "oracle.json").is_file():
+    if not (folder / "oracle.json").is_file():
         return None
-    return {"settings": _read_json(folder / "oracle.json").get("settings") or {}, "columns": columns}
+    return {"summary": _read_json(folder / "oracle.json"), "columns": read_token_columns(folder)}
 
 
 # --- compare ---------------------------------------------------------------------------------

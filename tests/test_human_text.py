@@ -167,3 +167,23 @@ def test_a_bad_judgement_stops_with_file_line_and_problem(experiment, tmp_path, 
     assert capsys.readouterr().err.strip() == (f"error: {bad}, line 3: typicality must be an integer from 1 to 6 "
                                                "(1 Invalid, 2 Rare, 3 Specific, 4 Average, 5 Typical, "
                                                "6 Very typical); got '9'")
+
+
+def test_the_report_shows_human_coverage_beside_the_oracle(experiment):
+    """After `evalharness oracle` into the results folder, report.html puts the oracle's coverage
+    for the same sampler next to human_coverage (exact from oracle_tokens.jsonl)."""
+    from evalharness.oracle import OracleSettings, read_token_columns, run_oracle, topk_allows
+    from evalharness.report import write_report
+    from evalharness.summary import format_value
+
+    cfg, out = experiment
+    run_oracle(cfg, OracleSettings(context_tokens=6, mode="window", num_tokens=300, batch_size=64, device="cpu"),
+               out / "oracle")
+    write_report(out)
+    table = (out / "report.html").read_text().split('id="human-text-table"', 1)[1].split("</table>", 1)[0]
+    cells = {row.split("</td>")[0].split("<td>")[-1]: [c.split("</td>")[0] for c in row.split("<td>")[2:]]
+             for row in table.split("<tr>")[2:]}
+    rank = np.asarray(read_token_columns(out / "oracle")["rank"])
+    assert cells["top_k-k=5"][2] == format_value("human_coverage", float(topk_allows(rank, 5).mean()))
+    assert cells["pure"][0].startswith("100.00%") and cells["pure"][2] == "100.00%"
+    assert "stochastic_beam-num_beams=2" not in cells  # no per-step distribution, no row
