@@ -41,8 +41,12 @@ class Judgements:
         return {pid: sum(r) / len(r) for (name, pid), r in self.ratings.items() if name == run}
 
 
-def location(results_dir: Path, option: str | None) -> Path:
-    return Path(option) if option else Path(results_dir) / FILE
+def location(results_dir: Path | None, option: str | None) -> Path:
+    if option:
+        return Path(option)
+    if results_dir is None:
+        raise UserError("huse: no results folder to find judgements.csv in; set the scorer option judgements: PATH")
+    return Path(results_dir) / FILE
 
 
 def fingerprint(path: Path) -> str:

@@ -7,9 +7,10 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
-from evalharness.decoding import decode, inverse_cdf_sample, row_seed, teacher_forced_logprobs
+from evalharness.decoding import inverse_cdf_sample, row_seed, teacher_forced_logprobs
 from evalharness.models import load_model
 from evalharness.samplers import SAMPLERS
+from helpers import decode_batches as run, padded_contexts as contexts
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see conftest
 
@@ -44,22 +45,6 @@ def test_empirical_frequencies_match_the_nominal_distribution(name, params):
 @pytest.fixture(scope="module")
 def loaded(tiny_model_dir):
     return load_model(str(tiny_model_dir), device="cpu")
-
-
-def contexts(loaded, n=16):
-    """Contexts of different lengths, so batching needs padding."""
-    text = "The river city was built during the war. Her song played in the old church school. " * 3
-    ids = loaded.tokenizer(text)["input_ids"]
-    return [ids[: 5 + 3 * i] for i in range(n)]
-
-
-def run(loaded, sampler, ctxs, batch, seed=0, max_new=15):
-    out = []
-    for start in range(0, len(ctxs), batch):
-        chunk = ctxs[start:start + batch]
-        seeds = [row_seed(seed, f"{start + i:05d}", "r") for i in range(len(chunk))]
-        out += decode(loaded.model, chunk, sampler, max_new, loaded.eos_id, loaded.pad_id, seeds, "cpu")
-    return out
 
 
 SAMPLER_SET = [("pure", {}), ("top_p", {"p": 0.9}), ("top_k", {"k": 5}), ("greedy", {}),

@@ -10,6 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from evalharness import judgements as judgements_file
+from evalharness.errors import UserError
 from evalharness.records import HUMAN_RUN, Generation, ScoreResult
 from evalharness.scorers.base import HIGHER, SCORERS, Scorer, ScoringContext, bootstrap_ci
 from evalharness.scorers.human_support import per_prompt_logprobs
@@ -130,6 +131,10 @@ class Huse(Scorer):
     judgements: str | None = None
     """Path of the judgements CSV (default: judgements.csv in the results folder)."""
     metrics = {"huse": HIGHER, "huse_q": HIGHER, "huse_d": HIGHER}
+
+    def __post_init__(self) -> None:
+        if self.judgements is not None and (not isinstance(self.judgements, str) or not self.judgements):
+            raise UserError(f"judgements: must be the path of a CSV file (got {self.judgements!r})")
 
     def path(self, ctx: ScoringContext):
         return judgements_file.location(ctx.results_dir, self.judgements)

@@ -11,6 +11,7 @@ from evalharness.decoding import decode, row_seed, teacher_forced_logprobs
 from evalharness.models import load_model
 from evalharness.samplers import SAMPLERS
 from evalharness.samplers.stochastic_beam import gumbels_with_maximum
+from helpers import decode_batches as run, padded_contexts as contexts
 
 VOCAB, LENGTH, DRAWS = 5, 3, 20_000
 
@@ -111,29 +112,15 @@ def loaded(tiny_model_dir):
     return load_model(str(tiny_model_dir), device="cpu")
 
 
-def contexts(loaded, n=16):
-    text = "The river city was built during the war. Her song played in the old church school. " * 3
-    ids = loaded.tokenizer(text)["input_ids"]
-    return [ids[: 5 + 3 * i] for i in range(n)]
-
-
-def run(loaded, sampler, ctxs, batch, max_new=12):
-    out = []
-    for start in range(0, len(ctxs), batch):
-        out += decode(loaded.model, ctxs[start:start + batch], sampler, max_new, loaded.eos_id, loaded.pad_id,
-                      seeds(len(ctxs))[start:start + batch], "cpu")
-    return out
-
-
 def test_end_of_text_finishes_a_hypothesis_and_logprobs_are_teacher_forced(loaded):
     """End-of-text made likely (a bias on its logit): outputs end at it, finished hypotheses are
     never extended, and log-probabilities are recorded as beam search records them."""
     ctxs = contexts(loaded)
     bias = torch.zeros(loaded.model.lm_head.weight.shape[0])
-    bias[loaded.eos_id] = 3.0  # 10 of the 16 outputs then end with it (measured)
+    bias[loaded.eos_id] = 3.0  # 9 of the 16 outputs then end with it (measured)
     hook = loaded.model.lm_head.register_forward_hook(lambda module, args, out: out + bias)
     try:
-        outs = run(loaded, SAMPLERS.get("stochastic_beam")(num_beams=4), ctxs, 8)
+        outs = run(loaded, SAMPLERS.get("stochastic_beam")(num_beams=4), ctxs, 8, max_new=12)
         rescored = teacher_forced_logprobs(loaded.model, ctxs, [o.token_ids for o in outs], loaded.pad_id, "cpu")
     finally:
         hook.remove()

@@ -99,3 +99,11 @@ def test_missing_or_empty_judgements_say_how_to_get_them(tmp_path):
         judgements.load(write(tmp_path, ""), RUNS, PROMPTS)
     with pytest.raises(UserError, match=r"line 1: missing column\(s\) typicality"):
         judgements.load(write(tmp_path, "", header="run,prompt_id,annotator"), RUNS, PROMPTS)
+
+
+def test_the_judgements_option_must_be_a_path():
+    from evalharness.config import parse
+
+    with pytest.raises(UserError, match=r"scorers\[0\] \(huse\)\.judgements: must be the path of a CSV file"):
+        parse({"name": "x", "model": {"name": "m"}, "data": {"source": "d.txt"}, "samplers": ["pure"],
+               "scorers": [{"name": "huse", "judgements": 3}]})
