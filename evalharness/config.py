@@ -14,7 +14,10 @@ from evalharness.records import HUMAN_RUN, RunSpec
 from evalharness.samplers import SAMPLERS
 from evalharness.scorers import SCORERS
 
-DEFAULT_SCORERS = ("length", "perplexity", "repetition", "self_bleu", "zipf", "distinct", "mauve")
+DEFAULT_SCORERS = ("length", "human_support", "perplexity", "repetition", "self_bleu", "zipf", "distinct", "mauve")
+ALWAYS_SCORED = ("length", "human_support")
+"""Added to every scorer list: length statistics, and how much human text each sampler allows
+(computed from files the run writes anyway)."""
 
 
 @dataclass(frozen=True)
@@ -351,6 +354,7 @@ def _scorers(raw: Any) -> tuple[ScorerSpec, ...]:
         if name not in seen:
             specs.append(spec)
             seen.add(name)
-    if "length" not in seen:  # mean length and EOS rate are always reported
-        specs.insert(0, ScorerSpec("length"))
+    for position, name in enumerate(ALWAYS_SCORED):
+        if name not in seen:
+            specs.insert(position, ScorerSpec(name))
     return tuple(specs)

@@ -136,28 +136,44 @@ def sample_loop(model, contexts: Sequence[Sequence[int]], sampler: Sampler, max_
     return cut_at_eos(*(torch.stack(s, dim=1).cpu() for s in zip(*steps)), eos_id)
 
 
+class TeacherForced(NamedTuple):
+    logits: torch.Tensor
+    """(rows, width - 1, V) float32; column j predicts targets[:, j]."""
+    targets: torch.Tensor
+    """(rows, width - 1) the token each column predicts."""
+    starts: list[int]
+    """Per row, the column that predicts the continuation's first token."""
+
+
+@torch.inference_mode()
+def teacher_forced(model, contexts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]],
+                   pad_id: int, device: str) -> TeacherForced:
+    """One forward pass over every context + continuation, left-padded: the logits that predict
+    each continuation token given the context and the preceding continuation tokens."""
+    rows = [list(c) + list(x) for c, x in zip(contexts, continuations)]
+    ids, mask = left_pad(rows, pad_id, device)
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask)).logits.to(ids.device).float()
+    # Token j of a continuation sits at column width - len(cont) + j; it is predicted by the
+    # logits one column before, which is index width - len(cont) + j - 1 after the shift.
+    width = ids.shape[1]
+    return TeacherForced(logits[:, :-1], ids[:, 1:], [width - len(cont) - 1 for cont in continuations])
+
+
 @torch.inference_mode()
 def teacher_forced_logprobs(model, contexts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]],
                             pad_id: int, device: str) -> list[list[float]]:
     """The model's log-probability of each continuation token given the context and the
     preceding continuation tokens (used for human text and for beam search outputs)."""
-    rows = [list(c) + list(x) for c, x in zip(contexts, continuations)]
-    ids, mask = left_pad(rows, pad_id, device)
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask)).logits.to(ids.device).float()
-    logprobs = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
-    width = ids.shape[1]
-    out = []
-    for i, cont in enumerate(continuations):
-        # Token j of the continuation sits at column width - len(cont) + j; it is predicted
-        # by the logits one column before, which is index width - len(cont) + j - 1 here.
-        start = width - len(cont) - 1
-        out.append(logprobs[i, start:start + len(cont)].tolist() if cont else [])
-    return out
+    forced = teacher_forced(model, contexts, continuations, pad_id, device)
+    logprobs = torch.log_softmax(forced.logits, dim=-1).gather(-1, forced.targets[..., None])[..., 0]
+    return [logprobs[i, start:start + len(cont)].tolist() if cont else []
+            for i, (start, cont) in enumerate(zip(forced.starts, continuations))]
 
 
 def decode(model, contexts, sampler: Sampler, max_new_tokens: int, eos_id: int | None, pad_id: int,
            seeds: Sequence[int], device: str) -> list[Continuation]:
-    """Continue every context with the sampler: search methods bring their own loop."""
+    """Continue every context with the sampler: search methods bring their own loop (and get the
+    per-prompt seeds too: a stochastic search draws from them, a deterministic one ignores them)."""
     if sampler.strategy in ("sample", "greedy"):
         return sample_loop(model, contexts, sampler, max_new_tokens, eos_id, pad_id, seeds, device)
-    return sampler.decode(model, contexts, max_new_tokens, eos_id, pad_id, device)
+    return sampler.decode(model, contexts, max_new_tokens, eos_id, pad_id, device, seeds=seeds)

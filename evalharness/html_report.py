@@ -84,8 +84,8 @@ def header(name: str, description: str, manifest: dict, n_prompts: int, n_runs: 
     ]
     items = "".join(f"<dt>{text(k)}</dt><dd>{text(v)}</dd>" for k, v in facts if v not in (None, ""))
     desc = f'<p class="description">{text(description)}</p>' if description else ""
-    nav = ('<nav><a href="#summary">Summary</a><a href="#plots">Plots</a><a href="#samples">Samples</a>'
-           '<a href="#config">Configuration</a></nav>')
+    nav = ('<nav><a href="#summary">Summary</a><a href="#human-text">Human text</a><a href="#plots">Plots</a>'
+           '<a href="#samples">Samples</a><a href="#config">Configuration</a></nav>')
     return f"<header><h1>{text(name)}</h1>{desc}<dl class=\"meta\">{items}</dl>{nav}</header>"
 
 
@@ -107,12 +107,50 @@ def metrics_table(rows: Sequence[dict], metrics: list[str], table_id: str) -> st
 def summary_section(rows: Sequence[dict]) -> str:
     headline = [m for m in HEADLINE if any(m in r["metrics"] for r in rows)]
     rest = [m for m in all_metrics(list(rows)) if m not in headline]
-    legend = ('<p class="note">Values ± half-width of the 95% bootstrap interval over prompts. Bold: per '
-              'column, the run closest to the human value (MAUVE: the highest; frontier integral: the '
-              'lowest). Percentages: share of generations.</p>')
+    legend = ('<p class="note">Values ± half-width of the 95% bootstrap interval over prompts (HUSE: over '
+              'rated texts). Bold: per column, the run closest to the human value (MAUVE, HUSE, human_coverage: '
+              'the highest; frontier integral, human_perplexity_sampler: the lowest). Percentages: share of '
+              'generations (human_coverage: of human tokens). ∞: some human token lies outside the '
+              "sampler's support.</p>")
     more = (f"<details><summary>All {len(rest)} further metrics</summary>"
             f"{metrics_table(rows, rest, 'all-metrics')}</details>") if rest else ""
     return f'<section id="summary"><h2>Summary</h2>{metrics_table(rows, headline, "summary-table")}{legend}{more}</section>'
+
+
+def oracle_cell(row: dict, oracle: dict | None) -> str:
+    """The share of the oracle's tokens the run's sampler allows, when the oracle can tell."""
+    from evalharness.oracle import sampler_coverage
+
+    value = sampler_coverage(oracle["summary"], oracle["columns"], row["sampler"], row["params"]) if oracle else None
+    return format_value("human_coverage", value) if value is not None else "—"
+
+
+def human_text_section(rows: Sequence[dict], oracle: dict | None) -> str:
+    """How much of the human text each sampler allows, beside the oracle's answer (if it was run)."""
+    runs = [r for r in rows if "human_coverage" in r["metrics"]]
+    if not runs:
+        return ""
+    head = ("<tr><th>run</th><th>human tokens allowed</th><th>perplexity of human text under the sampler</th>"
+            + ("<th>oracle: tokens allowed</th>" if oracle else "") + "</tr>")
+    body = "".join(
+        f"<tr><td>{text(r['run'])}</td>"
+        f"<td>{text(format_value('human_coverage', r['metrics'].get('human_coverage'), r['ci'].get('human_coverage')))}</td>"
+        f"<td>{text(format_value('human_perplexity_sampler', r['metrics'].get('human_perplexity_sampler'), r['ci'].get('human_perplexity_sampler')))}</td>"
+        + (f"<td>{text(oracle_cell(r, oracle))}</td>" if oracle else "") + "</tr>" for r in runs)
+    note = ("Each human continuation token, given the context and the human tokens before it, scored under the "
+            "run's own sampling distribution (human_coverage: share inside its support; perplexity: exp of the mean "
+            "negative log-probability, ∞ when a token is outside the support).")
+    if oracle:
+        settings = oracle["summary"].get("settings") or {}
+        context = (f"the previous {settings.get('context_tokens')} tokens" if settings.get("mode") == "window"
+                   else "the whole preceding document")
+        note += (f" Oracle: the same sampler's support on the {oracle['summary'].get('count', '?')} tokens scored by "
+                 f"`evalharness oracle` (each given {context}; documents of its own choosing): the same question on "
+                 "other tokens and contexts. —: the oracle's ranks cannot answer it (or, without "
+                 "oracle_tokens.jsonl, k or p is not on its grid).")
+    return (f'<section id="human-text"><h2>How much of the human text each sampler allows</h2>'
+            f'<div class="table-wrap"><table id="human-text-table"><thead>{head}</thead><tbody>{body}</tbody>'
+            f'</table></div><p class="note">{text(note)}</p></section>')
 
 
 def plots_section(plots: Sequence[tuple[str, str, bytes]]) -> str:
@@ -164,12 +202,15 @@ def config_section(manifest: dict) -> str:
 
 def render(name: str, description: str, manifest: dict, rows: Sequence[dict], prompts: Sequence[Prompt],
            generations: dict[str, dict[str, Generation]], plots: Sequence[tuple[str, str, bytes]],
-           n_prompts: int) -> str:
-    """The whole page. `prompts` are the ones shown in the sample browser; `n_prompts` all of them."""
+           n_prompts: int, oracle: dict | None = None) -> str:
+    """The whole page. `prompts` are the ones shown in the sample browser; `n_prompts` all of them;
+    `oracle`: {"summary": oracle.json, "columns": per-token columns or None} of the experiment's
+    oracle analysis, when there is one."""
     runs = [r["run"] for r in rows]
     body = "\n".join([
         header(name, description, manifest, n_prompts, len([r for r in runs if r != HUMAN_RUN])),
-        summary_section(rows), plots_section(plots), samples_section(prompts, runs, generations),
+        summary_section(rows), human_text_section(rows, oracle), plots_section(plots),
+        samples_section(prompts, runs, generations),
         config_section(manifest),
     ])
     return page(f"{name} — evalharness report", body)

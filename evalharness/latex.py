@@ -1,9 +1,10 @@
 """summary.tex: a booktabs table in the layout of Holtzman et al. 2019, Table 1.
 
-Columns: Method, Perplexity, Self-BLEU4, Zipf Coefficient, Repetition %, MAUVE (the paper's
-HUSE column is replaced by MAUVE); the human row first, then the runs in grid order; per
-column the run closest to the human value (MAUVE: the highest) in bold; optionally each
-value ± the half-width of its 95% bootstrap interval. Needs \\usepackage{booktabs}.
+Columns: Method, Perplexity, Self-BLEU4, Zipf Coefficient, Repetition %, HUSE (the paper's
+columns, in its order; HUSE only where judgements exist), then MAUVE; the human row first,
+then the runs in grid order; per column the run closest to the human value (HUSE, MAUVE: the
+highest) in bold; optionally each value ± the half-width of its 95% bootstrap interval.
+Needs \\usepackage{booktabs}.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ COLUMNS = (
     ("Self-BLEU4", ("self_bleu_4", "self_bleu"), 1.0, 3),
     ("Zipf Coefficient", ("zipf",), 1.0, 3),
     ("Repetition \\%", ("repetition",), 100.0, 2),
+    ("HUSE", ("huse",), 1.0, 2),
     ("MAUVE", ("mauve",), 1.0, 3),
 )
 """Perplexity is the paper's: from the probabilities each token was sampled with
@@ -56,6 +58,8 @@ def pick_columns(rows: list[dict], self_bleu_order: int = 4) -> list[tuple[str, 
 
 
 def cell(value, ci, scale: float, decimals: int, with_ci: bool, bold: bool) -> str:
+    if isinstance(value, float) and math.isinf(value):
+        return r"$\infty$" if value > 0 else r"$-\infty$"
     if not _finite(value):
         return "--"
     text = f"{value * scale:.{decimals}f}"
@@ -103,12 +107,16 @@ def caption_text(with_ci: bool, columns_used: list[str]) -> str:
              if "perplexity_sampler" in columns_used else "Perplexity of the generated text under the model",
              "Self-BLEU4 over the generations of each run, Zipf coefficient of their token counts, "
              "share of generations ending in a repetition loop (\\%)"]
+    if "huse" in columns_used:
+        parts.append("HUSE (Hashimoto et al.\\ 2019) from human typicality judgements and the sampler's "
+                     "probabilities (--: no judgements)")
     if "mauve" in columns_used:
         parts.append("MAUVE against the human continuations")
     text = "; ".join(parts) + " (layout of Holtzman et al.\\ 2019, Table 1)."
     if with_ci:
         text += " $\\pm$: half-width of the 95\\% bootstrap interval over prompts."
-    return text + (" Bold: closest to human (MAUVE: highest)." if "mauve" in columns_used
+    highest = [name for metric, name in (("huse", "HUSE"), ("mauve", "MAUVE")) if metric in columns_used]
+    return text + (f" Bold: closest to human ({', '.join(highest)}: highest)." if highest
                    else " Bold: closest to human.")
 
 

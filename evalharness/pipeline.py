@@ -14,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 import evalharness
+from evalharness import human_logprobs
 from evalharness.config import ExperimentConfig, build_sampler
 from evalharness.data import build_prompts, read_documents
 from evalharness.decoding import decode, row_seed, teacher_forced_logprobs
@@ -184,7 +185,8 @@ def generate_human(world: World, store: ResultsDir, prompts: list[Prompt], loade
         return [Generation(p.prompt_id, HUMAN_RUN, p.human_text, p.human_ids, len(p.human_ids), p.human_ended,
                            tuple(lp), tuple(lp)) for p, lp in zip(batch, logprobs)]
 
-    produce(world, store, spec, key, prompts, batch_size, compute)
+    produce(world, HUMAN_RUN, prompts, batch_size, lambda: set(store.open_run(HUMAN_RUN, run_meta(spec, key))),
+            compute, lambda records: store.append_generations(HUMAN_RUN, records))
 
 
 def generate_run(world: World, store: ResultsDir, spec: RunSpec, prompts: list[Prompt], loaded: LoadedModel,
@@ -197,21 +199,31 @@ def generate_run(world: World, store: ResultsDir, spec: RunSpec, prompts: list[P
                       loaded.eos_id, loaded.pad_id, seeds, loaded.device)
         return [to_generation(p, spec.name, o, loaded) for p, o in zip(batch, outs)]
 
-    produce(world, store, spec, key, prompts, batch_size, compute)
+    produce(world, spec.name, prompts, batch_size, lambda: set(store.open_run(spec.name, run_meta(spec, key))),
+            compute, lambda records: store.append_generations(spec.name, records))
+    if human_logprobs.defines_distribution(sampler):  # how much of the human text the sampler allows
+        run_dir = store.run_dir(spec.name)
+        produce(world, f"{spec.name} (human text)", prompts, batch_size,
+                lambda: set(human_logprobs.read(run_dir, repair=True)),
+                lambda batch: human_logprobs.sampler_logprobs_of_human(loaded, sampler, batch),
+                lambda records: human_logprobs.append(run_dir, records))
 
 
-def produce(world: World, store: ResultsDir, spec: RunSpec, key: dict, prompts: list[Prompt], batch_size: int,
-            compute: Callable[[list[Prompt]], list[Generation]]) -> None:
-    """Fill the run's generations.jsonl: the missing prompts' batches are shared among the ranks
-    and rank 0 appends each batch's new records in batch order, as one process would."""
-    done = world.on_main(lambda: set(store.open_run(spec.name, run_meta(spec, key))))
+def produce(world: World, label: str, prompts: list[Prompt], batch_size: int, done_on_main: Callable[[], set[str]],
+            compute: Callable[[list[Prompt]], list], append: Callable[[list], None]) -> None:
+    """Fill one per-prompt records file: `done_on_main` (run on rank 0) says which prompts have a
+    record; the batches that miss some are shared among the ranks (`compute` gives one record per
+    prompt of a batch) and rank 0 `append`s each batch's new records in batch order, as one
+    process would."""
+    done = world.on_main(done_on_main)
     tasks = pending_batches(prompts, done, batch_size)
-    bar = tqdm(total=sum(len(todo) for _, todo in tasks), desc=spec.name, unit="prompt",
+    bar = tqdm(total=sum(len(todo) for _, todo in tasks), desc=label, unit="prompt",
                disable=None if world.is_main else True)
 
-    def consume(task: tuple[list[Prompt], set[str]], generations: list[Generation]) -> None:
-        new = [g for g in generations if g.prompt_id in task[1]]
-        store.append_generations(spec.name, new)
+    def consume(task: tuple[list[Prompt], set[str]], records: list) -> None:
+        batch, todo = task
+        new = [record for prompt, record in zip(batch, records) if prompt.prompt_id in todo]
+        append(new)
         bar.update(len(new))
 
     for_each_share(world, tasks, lambda task: compute(task[0]), consume)

@@ -41,7 +41,8 @@ METRIC_LABELS = {
     "self_bleu": "Self-BLEU", "zipf": "Zipf coefficient", "repetition": "repetition (%)",
     "repetition_paper": "repetition, caption rule (%)", "distinct_4": "distinct-4",
     "diversity": "diversity", "mauve": "MAUVE", "mean_length": "mean length (tokens)",
-    "eos_rate": "EOS rate (%)",
+    "eos_rate": "EOS rate (%)", "huse": "HUSE", "human_coverage": "human tokens allowed (%)",
+    "human_perplexity_sampler": "perplexity of human text (sampler)",
 }
 
 

@@ -78,7 +78,12 @@ def check_rows(rows, path: Path) -> list[dict]:
             for r in rows):
         raise UserError(f"{path}: not an evalharness summary (expected a non-empty list of rows with "
                         "'run' and 'metrics'); rerun `python -m evalharness run` to rewrite it")
+    from evalharness.store import finite_or_named
+
     rows = [{"sampler": r["run"], "params": {}, "ci": {}, **r} for r in rows]
+    for row in rows:  # "inf" / "nan" strings (JSON has no infinity) back to floats
+        row["metrics"] = {k: finite_or_named(v) for k, v in row["metrics"].items()}
+        row["ci"] = {k: finite_or_named(v) for k, v in (row["ci"] or {}).items()}
     return sorted(rows, key=lambda r: r["run"] != "human")  # stable: grid order kept
 
 
@@ -150,8 +155,19 @@ def write_report(root: Path, ci: bool = True, samples: int = SAMPLE_PROMPTS) -> 
     html_path = root / "report.html"
     write_atomic(html_path, html_report.render(
         results.name, results.description, results.manifest, results.rows,
-        sample_prompts(results.prompts, samples), results.generations, images, len(results.prompts)))
+        sample_prompts(results.prompts, samples), results.generations, images, len(results.prompts),
+        oracle=read_oracle(root / "oracle")))
     return [tex_path, *(path for path, _, _ in written), html_path]
+
+
+def read_oracle(folder: Path) -> dict | None:
+    """The oracle analysis stored in the results folder (`evalharness oracle`'s default output),
+    if any: oracle.json and, when kept, the per-token columns of oracle_tokens.jsonl."""
+    from evalharness.oracle import read_token_columns
+
+    if not (folder / "oracle.json").is_file():
+        return None
+    return {"summary": _read_json(folder / "oracle.json"), "columns": read_token_columns(folder)}
 
 
 # --- compare ---------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from evalharness.featurize import feature_cache_path, save_features
 from evalharness.parallel import World, for_each_share
 from evalharness.records import HUMAN_RUN, Generation, Prompt
 from evalharness.scorers import ScoringContext
-from evalharness.store import ResultsDir, fingerprint, read_json, write_json
+from evalharness.store import ResultsDir, finite_or_named, fingerprint, read_json, write_json
 
 
 def aligned(store: ResultsDir, run: str, prompts: list[Prompt]) -> list[Generation]:
@@ -30,11 +30,12 @@ def aligned(store: ResultsDir, run: str, prompts: list[Prompt]) -> list[Generati
 def score_experiment(store: ResultsDir, cfg: ExperimentConfig, prompts: list[Prompt], device: str) -> list[dict]:
     """Summary rows, human first: {run, sampler, params, metrics, ci}."""
     human = aligned(store, HUMAN_RUN, prompts)
+    runs = [(HUMAN_RUN, HUMAN_RUN, {})] + [(s.name, s.sampler, s.params_dict) for s in cfg.samplers]
     ctx = ScoringContext(human=human, resamples=cfg.bootstrap.resamples,
                          seed=cfg.seed if cfg.bootstrap.seed is None else cfg.bootstrap.seed,
-                         cache_dir=store.root / "cache", model_name=cfg.model.name, device=device)
+                         cache_dir=store.root / "cache", model_name=cfg.model.name, device=device,
+                         results_dir=store.root, runs=tuple(run for run, _, _ in runs))
     scorers = [spec.build() for spec in cfg.scorers]
-    runs = [(HUMAN_RUN, HUMAN_RUN, {})] + [(s.name, s.sampler, s.params_dict) for s in cfg.samplers]
     rows = []
     for run, sampler, params in tqdm(runs, desc="scoring", unit="run", disable=None):
         gens = human if run == HUMAN_RUN else aligned(store, run, prompts)
@@ -53,11 +54,14 @@ def cached_scores(store: ResultsDir, run: str, gens: list[Generation], scorers, 
         "human": read_json(store.run_dir(HUMAN_RUN) / "run.json")["fingerprint"],
         "prompts": [g.prompt_id for g in gens], "scorers": [asdict(s) for s in cfg.scorers],
         "bootstrap": asdict(cfg.bootstrap), "version": evalharness.__version__,
+        "inputs": [scorer.inputs_fingerprint(ctx) for scorer in scorers],
     })
     path = store.run_dir(run) / "scores.json"
     if path.exists():
         cached = read_json(path)
         if cached.get("key") == key:
+            for part in ("metrics", "ci"):
+                cached[part] = {k: finite_or_named(v) for k, v in cached.get(part, {}).items()}
             return cached
     metrics, ci, per_sample = {}, {}, {}
     for scorer in scorers:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -45,8 +46,33 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+NON_FINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
+"""JSON has no infinity or NaN: files the harness writes hold these strings instead (an
+infinite perplexity of human text under a truncating sampler is "inf"); `finite_or_named`
+turns them back into floats."""
+
+
+def json_safe(obj: Any) -> Any:
+    """obj with every non-finite float replaced by its NON_FINITE name."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def finite_or_named(value: Any) -> Any:
+    """A metric value read back from JSON: "inf", "-inf", "nan" as floats, anything else as is;
+    lists (intervals) element by element."""
+    if isinstance(value, list):
+        return [finite_or_named(v) for v in value]
+    return NON_FINITE.get(value, value) if isinstance(value, str) else value
+
+
 def write_json(path: Path, obj: Any) -> None:
-    write_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    write_atomic(path, json.dumps(json_safe(obj), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
 
 
 def read_json(path: Path) -> Any:

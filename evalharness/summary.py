@@ -11,9 +11,11 @@ from evalharness.scorers import SCORERS
 from evalharness.scorers.base import CLOSER, HIGHER, LOWER
 from evalharness.store import write_atomic, write_json
 
-HEADLINE = ("perplexity", "perplexity_sampler", "self_bleu", "zipf", "repetition", "repetition_paper",
-            "distinct_4", "diversity", "mauve", "mean_length", "eos_rate")
-PERCENT = ("repetition", "repetition_paper", "eos_rate")
+HEADLINE = ("perplexity", "perplexity_sampler", "self_bleu", "zipf", "repetition", "repetition_paper", "huse",
+            "distinct_4", "diversity", "mauve", "mean_length", "eos_rate", "human_coverage",
+            "human_perplexity_sampler")
+"""Holtzman et al.'s Table 1 order first (perplexity, Self-BLEU, Zipf, repetition, HUSE)."""
+PERCENT = ("repetition", "repetition_paper", "eos_rate", "human_coverage")
 
 
 def metric_directions() -> dict[str, str]:
@@ -81,6 +83,8 @@ def _finite(value) -> bool:
 
 
 def format_value(metric: str, value, ci=None) -> str:
+    if isinstance(value, float) and math.isinf(value):
+        return "∞" if value > 0 else "−∞"  # e.g. human text outside a truncating sampler's support
     if not _finite(value):
         return "—"
     scale, unit = (100.0, "%") if metric in PERCENT else (1.0, "")
@@ -106,7 +110,8 @@ def to_markdown(rows: list[dict]) -> str:
             cell = format_value(m, row["metrics"].get(m), row["ci"].get(m))
             cells.append(f"**{cell}**" if row["run"] in marks[m] else cell)
         lines.append(f"| {row['run'].replace('|', chr(92) + '|')} | " + " | ".join(cells) + " |")
-    legend = ("\nValues ± half-width of the 95% bootstrap interval over prompts. Bold: per column, the run "
-              "closest to the human value (for MAUVE, the highest). Percentages: "
-              + ", ".join(m for m in PERCENT if m in metrics) + ".\n")
+    legend = ("\nValues ± half-width of the 95% bootstrap interval over prompts (HUSE: over rated texts). "
+              "Bold: per column, the run closest to the human value (MAUVE, HUSE, human_coverage: the highest; "
+              "human_perplexity_sampler: the lowest). Percentages: " + ", ".join(m for m in PERCENT if m in metrics)
+              + ". ∞: a human token lies outside the sampler's support. —: not defined for that row.\n")
     return "\n".join(lines) + "\n" + legend

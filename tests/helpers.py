@@ -63,3 +63,22 @@ scorers: {scorers}
 bootstrap: {{resamples: 20}}
 {extra}""")
     return path
+
+
+def padded_contexts(loaded, n: int = 16) -> list[list[int]]:
+    """Contexts of different lengths, so batching needs padding."""
+    text = "The river city was built during the war. Her song played in the old church school. " * 3
+    ids = loaded.tokenizer(text)["input_ids"]
+    return [ids[: 5 + 3 * i] for i in range(n)]
+
+
+def decode_batches(loaded, sampler, ctxs, batch: int, seed: int = 0, max_new: int = 15) -> list:
+    """decode() over ctxs in batches of `batch`; prompt i is seeded as prompt f"{i:05d}" of run "r"."""
+    from evalharness.decoding import decode, row_seed
+
+    out = []
+    for start in range(0, len(ctxs), batch):
+        chunk = ctxs[start:start + batch]
+        seeds = [row_seed(seed, f"{start + i:05d}", "r") for i in range(len(chunk))]
+        out += decode(loaded.model, chunk, sampler, max_new, loaded.eos_id, loaded.pad_id, seeds, "cpu")
+    return out

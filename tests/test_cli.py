@@ -47,7 +47,7 @@ def test_run_writes_a_complete_results_folder(experiment):
         assert set(row) == {"run", "sampler", "params", "metrics", "ci"}
         for metric in ("mean_length", "eos_rate", "perplexity", "repetition", "self_bleu", "zipf", "distinct_2"):
             assert metric in row["metrics"], metric
-    assert summary[3]["params"] == {"p": 0.9, "temperature": 1.0}
+    assert summary[3]["params"] == {"p": 0.9, "temperature": 1.0, "interpolation": 0.0}
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["seed"] == 0 and manifest["finished"] and manifest["versions"]["torch"]
     assert (out / "summary.csv").read_text().startswith("run,sampler,params,")

@@ -35,7 +35,7 @@ samplers:
     assert [r.name for r in cfg.samplers] == [
         "greedy", "beam-num_beams=4", "beam-num_beams=16", "top_k-k=40", "top_k-k=640",
         "top_k-k=40-temperature=0.7", "top_p-p=0.9", "top_p-p=0.95", "eta-eta=0.0009", "contrastive-alpha=0.6-k=4"]
-    assert dict(cfg.samplers[5].params) == {"k": 40, "temperature": 0.7}
+    assert dict(cfg.samplers[5].params) == {"k": 40, "temperature": 0.7, "interpolation": 0.0}
     assert cfg.model.batch_size == 32 and cfg.data.max_new_tokens == 128 and cfg.data.min_continuation == 64
 
 

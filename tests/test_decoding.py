@@ -7,9 +7,12 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
-from evalharness.decoding import decode, draw_uniforms, inverse_cdf_sample, row_seed, teacher_forced_logprobs
+from evalharness.decoding import draw_uniforms, inverse_cdf_sample, row_seed, teacher_forced_logprobs
 from evalharness.models import load_model
 from evalharness.samplers import SAMPLERS
+from helpers import decode_batches as run, padded_contexts as contexts
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see conftest
 
 LOGITS = torch.tensor([[2.0, 1.5, 1.0, 0.5, 0.0, -0.5, -1.0, -2.0, -3.0, -4.0]])
 
@@ -35,7 +38,9 @@ def target(sampler):
 
 
 @pytest.mark.parametrize("name,params", [("pure", {}), ("top_k", {"k": 3}), ("top_p", {"p": 0.8}),
-                                         ("top_k", {"k": 4, "temperature": 0.7}), ("typical", {"p": 0.6})])
+                                         ("top_k", {"k": 4, "temperature": 0.7}), ("typical", {"p": 0.6}),
+                                         ("top_k", {"k": 3, "interpolation": 0.2}),
+                                         ("top_p", {"p": 0.5, "temperature": 0.8, "interpolation": 0.1})])
 def test_empirical_frequencies_match_the_nominal_distribution(name, params):
     sampler = SAMPLERS.get(name)(**params)
     counts, probs = draw(sampler), target(sampler)
@@ -51,26 +56,11 @@ def loaded(tiny_model_dir):
     return load_model(str(tiny_model_dir), device="cpu")
 
 
-def contexts(loaded, n=16):
-    """Contexts of different lengths, so batching needs padding."""
-    text = "The river city was built during the war. Her song played in the old church school. " * 3
-    ids = loaded.tokenizer(text)["input_ids"]
-    return [ids[: 5 + 3 * i] for i in range(n)]
-
-
-def run(loaded, sampler, ctxs, batch, seed=0, max_new=15):
-    out = []
-    for start in range(0, len(ctxs), batch):
-        chunk = ctxs[start:start + batch]
-        seeds = [row_seed(seed, f"{start + i:05d}", "r") for i in range(len(chunk))]
-        out += decode(loaded.model, chunk, sampler, max_new, loaded.eos_id, loaded.pad_id, seeds, "cpu")
-    return out
-
-
 SAMPLER_SET = [("pure", {}), ("top_p", {"p": 0.9}), ("top_k", {"k": 5}), ("greedy", {}),
                ("beam", {"num_beams": 3}), ("contrastive", {"alpha": 0.6, "k": 4}), ("typical", {"p": 0.9}),
                ("eta", {"eta": 0.001}), ("epsilon", {"epsilon": 0.001}), ("min_p", {"p": 0.05}),
-               ("temperature", {"temperature": 0.7})]
+               ("temperature", {"temperature": 0.7}), ("stochastic_beam", {"num_beams": 3}),
+               ("min_p", {"p": 0.1, "interpolation": 0.05})]
 
 
 @pytest.mark.parametrize("name,params", SAMPLER_SET)

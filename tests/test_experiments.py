@@ -7,8 +7,10 @@ import pytest
 from evalharness import config
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
-TABLE_1 = {"greedy", "beam-num_beams=16", "pure", "temperature-temperature=0.9", "top_k-k=40", "top_k-k=640",
-           "top_k-k=40-temperature=0.7", "top_p-p=0.95"}
+TABLE_1 = {"greedy", "beam-num_beams=16", "stochastic_beam-num_beams=16", "pure", "temperature-temperature=0.9",
+           "top_k-k=40", "top_k-k=640", "top_k-k=40-temperature=0.7", "top_p-p=0.95"}
+HUSE_ROWS = {"top_k-k=40-interpolation=0.1", "top_k-k=640-interpolation=0.1",
+             "top_k-k=40-temperature=0.7-interpolation=0.1", "top_p-p=0.95-interpolation=0.1"}
 
 
 @pytest.mark.parametrize("path", sorted(EXPERIMENTS.glob("*.yaml")), ids=lambda p: p.name)
@@ -19,11 +21,12 @@ def test_every_shipped_experiment_loads(path):
 
 def test_holtzman2019_is_table_1():
     cfg = config.load(EXPERIMENTS / "holtzman2019.yaml")
-    assert {r.name for r in cfg.samplers} == TABLE_1
+    assert {r.name for r in cfg.samplers} == TABLE_1 | HUSE_ROWS
     assert cfg.model.name == "gpt2-large" and cfg.data.num_prompts == 5000 and cfg.data.max_new_tokens == 200
     assert cfg.data.context_tokens == "first_paragraph"
     scorers = {s.name: dict(s.options) for s in cfg.scorers}
     assert scorers["mauve"]["featurizer"] == "gpt2-large" and scorers["self_bleu"]["max_hypotheses"] == 1000
+    assert "huse" in scorers
 
 
 def test_wikitext_gpt2_reads_wikitext_lines():

@@ -40,8 +40,9 @@ def run_cli(ranks: int, *args, extra_path: Path | None = None, timeout: int = 60
 
 
 def result_files(root: Path) -> dict[str, bytes]:
-    """Every file whose bytes the contract covers: prompts, generations, summary.json."""
-    paths = [root / "prompts.jsonl", root / "summary.json", *sorted(root.glob("*/generations.jsonl"))]
+    """Every file whose bytes the contract covers: prompts, every run's records (generations,
+    the sampler's log-probabilities of human text), summary.json."""
+    paths = [root / "prompts.jsonl", root / "summary.json", *sorted(root.glob("*/*.jsonl"))]
     return {str(p.relative_to(root)): p.read_bytes() for p in paths if p.exists()}
 
 
@@ -67,7 +68,7 @@ def test_two_ranks_write_the_bytes_of_one_process(experiment, tmp_path):
     result = run_cli(2, "run", yaml_path, "--output", out)
     assert result.returncode == 0, result.stderr
     assert result_files(out) == reference
-    assert len(reference) == 8  # prompts, summary, human + 5 runs
+    assert len(reference) == 11  # prompts, summary, human + 5 runs, human text under 3 samplers
     assert result.stdout.count("results:") == 1  # rank 0 alone prints the table
     assert json.loads((out / "manifest.json").read_text())["ranks"] == 2
     features = list((out / "cache" / "features").rglob("*.npy"))

@@ -4,5 +4,5 @@ Adding a sampler = a module with a registered class + one import line here."""
 
 from evalharness.samplers.base import SAMPLERS, Sampler  # noqa: F401
 from evalharness.samplers import (  # noqa: F401
-    beam, contrastive, search, temperature, top_k, top_p, truncation, typical,
+    beam, contrastive, search, stochastic_beam, temperature, top_k, top_p, truncation, typical,
 )

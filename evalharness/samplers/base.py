@@ -16,8 +16,9 @@ class Sampler:
     """Base class: a frozen dataclass whose fields are the sampler's YAML parameters.
 
     `strategy` tells the decoding loop what to do with the processed scores:
-    "sample" draws from softmax(process(logits)); "greedy" takes its argmax; "beam" and
-    "contrastive" are search methods that run their own loop (see their modules).
+    "sample" draws from softmax(process(logits)); "greedy" takes its argmax; "beam",
+    "stochastic_beam" and "contrastive" are search methods that run their own loop:
+    `decode(model, contexts, max_new_tokens, eos_id, pad_id, device, seeds)` (see their modules).
     `process` follows the logits-processor contract of transformers: it returns new
     scores (excluded tokens at -inf) and never modifies its input in place.
     """
@@ -77,6 +78,31 @@ def apply_temperature(scores: torch.Tensor, temperature: float) -> torch.Tensor:
 def keep_only(scores: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """New scores with every token outside `keep` at -inf."""
     return scores.masked_fill(~keep, float("-inf"))
+
+
+def check_interpolation(sampler: Any) -> None:
+    m = check_float(sampler.interpolation, "interpolation", "in [0, 1]", lambda v: 0 <= v <= 1)
+    object.__setattr__(sampler, "interpolation", m)
+
+
+def truncate(scores: torch.Tensor, keep: torch.Tensor, interpolation: float = 0.0) -> torch.Tensor:
+    """The truncated distribution, optionally interpolated with the untruncated one.
+
+    `scores` are the (tempered) logits, `keep` the truncation's support. With interpolation m
+    the result is log((1 - m) * softmax(truncated) + m * softmax(scores)): the `-m` option
+    ("mass of original dist to interpolate") of Holtzman et al.'s gen.py, used for their
+    HUSE rows so that human text keeps a non-zero probability. Every token is then in the
+    support (m > 0). The mixture is formed in log space (float64, logaddexp), so tokens far
+    outside the truncation keep their tiny probabilities instead of underflowing; m = 0
+    returns exactly keep_only(scores, keep)."""
+    truncated = keep_only(scores, keep)
+    if interpolation == 0.0:
+        return truncated
+    if interpolation == 1.0:
+        return scores.clone()
+    inside = torch.log_softmax(truncated.double(), dim=-1) + math.log1p(-interpolation)
+    everywhere = torch.log_softmax(scores.double(), dim=-1) + math.log(interpolation)
+    return torch.logaddexp(inside, everywhere).to(scores.dtype)
 
 
 def probabilities(scores: torch.Tensor) -> torch.Tensor:

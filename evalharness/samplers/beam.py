@@ -32,7 +32,7 @@ class Beam(Sampler):
         check_int(self.num_beams, "num_beams", ">= 1", lambda v: v >= 1)
         check_float(self.length_penalty, "length_penalty", "a finite number", lambda v: True)
 
-    def decode(self, model, contexts, max_new_tokens, eos_id, pad_id, device) -> list[Continuation]:
+    def decode(self, model, contexts, max_new_tokens, eos_id, pad_id, device, seeds=()) -> list[Continuation]:
         # generate() runs batch * num_beams rows at once; past ~512 rows it gets slower per
         # prompt (measured on CPU), so big batches are searched in fixed chunks of prompts.
         chunk = max(1, MAX_BEAM_ROWS // self.num_beams)

@@ -29,7 +29,7 @@ class Contrastive(Sampler):
         check_int(self.k, "k", ">= 1", lambda v: v >= 1)
 
     @torch.inference_mode()
-    def decode(self, model, contexts, max_new_tokens, eos_id, pad_id, device) -> list[Continuation]:
+    def decode(self, model, contexts, max_new_tokens, eos_id, pad_id, device, seeds=()) -> list[Continuation]:
         ids, mask = left_pad(contexts, pad_id, device)
         pos = positions(mask)
         out = model_logits(model, ids, mask, pos, hidden=True)

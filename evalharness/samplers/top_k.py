@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from evalharness.samplers.base import (
-    SAMPLERS, Sampler, apply_temperature, check_int, check_temperature, keep_only,
+    SAMPLERS, Sampler, apply_temperature, check_int, check_interpolation, check_temperature, truncate,
 )
 
 
@@ -18,18 +18,22 @@ class TopK(Sampler):
     k most likely tokens, renormalised, after an optional temperature.
 
     Exact support: every token whose (tempered) logit is >= the k-th largest logit, so tokens
-    tied with the k-th are all kept (as transformers does); k above the vocabulary keeps all."""
+    tied with the k-th are all kept (as transformers does); k above the vocabulary keeps all.
+    With interpolation m: (1 - m) * that distribution + m * the tempered full one (see
+    base.truncate)."""
 
     k: int
     temperature: float = 1.0
+    interpolation: float = 0.0
     paper = "Fan, Lewis & Dauphin 2018, Hierarchical Neural Story Generation"
 
     def __post_init__(self) -> None:
         check_int(self.k, "k", ">= 1", lambda v: v >= 1)
         check_temperature(self)
+        check_interpolation(self)
 
     def process(self, scores: torch.Tensor) -> torch.Tensor:
         scores = apply_temperature(scores, self.temperature)
         k = min(self.k, scores.shape[-1])
         kth = torch.topk(scores, k, dim=-1).values[..., -1:]
-        return keep_only(scores, scores >= kth)
+        return truncate(scores, scores >= kth, self.interpolation)

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import torch
 
 from evalharness.samplers.base import (
-    SAMPLERS, Sampler, apply_temperature, check_float, check_temperature, keep_only, probabilities,
+    SAMPLERS, Sampler, apply_temperature, check_float, check_interpolation, check_temperature, probabilities,
+    truncate,
 )
 
 
@@ -29,17 +30,21 @@ class TopP(Sampler):
     tokens whose total probability is >= p, renormalised, after an optional temperature.
 
     Exact support: sort by probability, find the first rank where the cumulative probability
-    reaches p; keep every token at least as probable as that one (ties at the edge are kept)."""
+    reaches p; keep every token at least as probable as that one (ties at the edge are kept).
+    With interpolation m: (1 - m) * that distribution + m * the tempered full one (see
+    base.truncate)."""
 
     p: float
     temperature: float = 1.0
+    interpolation: float = 0.0
     paper = "Holtzman et al. 2019, The Curious Case of Neural Text Degeneration"
 
     def __post_init__(self) -> None:
         check_float(self.p, "p", "in (0, 1]", lambda v: 0 < v <= 1)
         check_temperature(self)
+        check_interpolation(self)
 
     def process(self, scores: torch.Tensor) -> torch.Tensor:
         scores = apply_temperature(scores, self.temperature)
         probs = probabilities(scores)
-        return keep_only(scores, smallest_set_reaching(probs, -probs, self.p))
+        return truncate(scores, smallest_set_reaching(probs, -probs, self.p), self.interpolation)

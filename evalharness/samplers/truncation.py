@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import torch
 
 from evalharness.samplers.base import (
-    SAMPLERS, Sampler, apply_temperature, check_float, check_temperature, keep_argmax, keep_only,
-    probabilities, with_entropy,
+    SAMPLERS, Sampler, apply_temperature, check_float, check_interpolation, check_temperature, keep_argmax,
+    probabilities, truncate, with_entropy,
 )
 
 
@@ -17,41 +17,47 @@ from evalharness.samplers.base import (
 @dataclass(frozen=True)
 class Epsilon(Sampler):
     """Epsilon sampling (Hewitt, Manning & Liang 2022, Truncation Sampling as Language Model
-    Desmoothing): keep tokens with P(x) >= epsilon; the argmax is always kept."""
+    Desmoothing): keep tokens with P(x) >= epsilon; the argmax is always kept. With
+    interpolation m: (1 - m) * that distribution + m * the tempered full one (base.truncate)."""
 
     epsilon: float
     temperature: float = 1.0
+    interpolation: float = 0.0
     paper = "Hewitt, Manning & Liang 2022, Truncation Sampling as Language Model Desmoothing"
 
     def __post_init__(self) -> None:
         check_float(self.epsilon, "epsilon", "in (0, 1)", lambda v: 0 < v < 1)
         check_temperature(self)
+        check_interpolation(self)
 
     def process(self, scores: torch.Tensor) -> torch.Tensor:
         scores = apply_temperature(scores, self.temperature)
         keep = probabilities(scores) >= self.epsilon
-        return keep_only(scores, keep_argmax(keep, scores))
+        return truncate(scores, keep_argmax(keep, scores), self.interpolation)
 
 
 @SAMPLERS.register("eta")
 @dataclass(frozen=True)
 class Eta(Sampler):
     """Eta sampling (Hewitt, Manning & Liang 2022): keep tokens with P(x) >= min(eta,
-    sqrt(eta) * exp(-H)), H the entropy of P in nats; the argmax is always kept."""
+    sqrt(eta) * exp(-H)), H the entropy of P in nats; the argmax is always kept. With
+    interpolation m: (1 - m) * that distribution + m * the tempered full one (base.truncate)."""
 
     eta: float
     temperature: float = 1.0
+    interpolation: float = 0.0
     paper = "Hewitt, Manning & Liang 2022, Truncation Sampling as Language Model Desmoothing"
 
     def __post_init__(self) -> None:
         check_float(self.eta, "eta", "in (0, 1)", lambda v: 0 < v < 1)
         check_temperature(self)
+        check_interpolation(self)
 
     def process(self, scores: torch.Tensor) -> torch.Tensor:
         scores = apply_temperature(scores, self.temperature)
         probs, _, entropy = with_entropy(scores)
         threshold = torch.clamp(math.sqrt(self.eta) * torch.exp(-entropy), max=self.eta)
-        return keep_only(scores, keep_argmax(probs >= threshold, scores))
+        return truncate(scores, keep_argmax(probs >= threshold, scores), self.interpolation)
 
 
 @SAMPLERS.register("min_p")
@@ -59,17 +65,20 @@ class Eta(Sampler):
 class MinP(Sampler):
     """Min-p sampling (Nguyen et al. 2024, Turning Up the Heat: Min-p Sampling for Creative and
     Coherent LLM Outputs): keep tokens with P(x) >= p * max_x P(x), after an optional
-    temperature (applied first, as in transformers)."""
+    temperature (applied first, as in transformers). With interpolation m: (1 - m) * that
+    distribution + m * the tempered full one (base.truncate)."""
 
     p: float
     temperature: float = 1.0
+    interpolation: float = 0.0
     paper = "Nguyen et al. 2024, Min-p Sampling for Creative and Coherent LLM Outputs"
 
     def __post_init__(self) -> None:
         check_float(self.p, "p", "in (0, 1]", lambda v: 0 < v <= 1)
         check_temperature(self)
+        check_interpolation(self)
 
     def process(self, scores: torch.Tensor) -> torch.Tensor:
         scores = apply_temperature(scores, self.temperature)
         probs = probabilities(scores)
-        return keep_only(scores, probs >= self.p * probs.max(dim=-1, keepdim=True).values)
+        return truncate(scores, probs >= self.p * probs.max(dim=-1, keepdim=True).values, self.interpolation)

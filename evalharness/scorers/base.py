@@ -30,6 +30,11 @@ class ScoringContext:
     """The experiment's model reference, for scorers that featurise with the evaluated model."""
     device: str = "cpu"
     """Torch device for scorers that run a network."""
+    results_dir: Path | None = None
+    """The experiment's results folder, for scorers that read more than the generations (a run's
+    human_logprobs.jsonl, the judgements of human raters)."""
+    runs: tuple[str, ...] = ()
+    """Every run of the experiment, human first."""
 
 
 class Scorer:
@@ -46,6 +51,11 @@ class Scorer:
 
     def score(self, generations: Sequence[Generation], ctx: ScoringContext) -> ScoreResult:
         raise NotImplementedError
+
+    def inputs_fingerprint(self, ctx: ScoringContext) -> str | None:
+        """What the scores depend on besides the run's generations and the scorer's options
+        (e.g. a file of human judgements), so that cached scores are recomputed when it changes."""
+        return None
 
     @classmethod
     def options(cls) -> list[str]:

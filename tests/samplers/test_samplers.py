@@ -49,12 +49,43 @@ SUPPORT_CASES = {
     "min_p": [({"p": 0.09}, P, {0, 1, 2, 3, 4}), ({"p": 0.29}, P, {0, 1, 2}), ({"p": 0.31}, P, {0, 1}),
               ({"p": 1.0}, P, {0})],
     "beam": [({"num_beams": 4}, P, {0, 1, 2, 3, 4})],        # search: scores untouched
+    "stochastic_beam": [({"num_beams": 4}, P, {0, 1, 2, 3, 4})],  # search over the full distribution
     "contrastive": [({"alpha": 0.6, "k": 4}, P, {0, 1, 2, 3, 4})],
 }
 
 
+# Interpolation m: the support of every truncation sampler becomes the whole vocabulary.
+# (Parameters whose truncated support on P is {0} or {1}, see the cases above.)
+INTERPOLATED = {"top_k": {"k": 1}, "top_p": {"p": 0.49}, "typical": {"p": 0.19}, "epsilon": {"epsilon": 0.9},
+                "eta": {"eta": 0.9}, "min_p": {"p": 1.0}}
+for _name, _params in INTERPOLATED.items():
+    SUPPORT_CASES[_name].append(({**_params, "interpolation": 0.1}, P, {0, 1, 2, 3, 4}))
+    SUPPORT_CASES[_name].append(({**_params, "interpolation": 1e-9}, P, {0, 1, 2, 3, 4}))
+    SUPPORT_CASES[_name].append(({**_params, "interpolation": 0.0}, P, {1} if _name == "typical" else {0}))
+
+
 def test_every_registered_sampler_has_support_cases():
     assert set(SUPPORT_CASES) == set(SAMPLERS.names())
+
+
+def test_every_truncation_sampler_takes_interpolation():
+    """Every sampler that truncates (some case has a support smaller than the vocabulary)."""
+    truncating = {n for n, cases in SUPPORT_CASES.items() if any(len(c[2]) < len(c[1]) for c in cases)}
+    assert truncating == set(INTERPOLATED)
+    for name in truncating:
+        assert dict(SAMPLERS.get(name).parameters())["interpolation"] == 0.0
+
+
+@pytest.mark.parametrize("name", sorted(INTERPOLATED))
+@pytest.mark.parametrize("m", [0.0, 0.05, 0.5, 1.0])
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_interpolated_probabilities_are_exactly_the_mixture(name, m, temperature):
+    """softmax(process) = (1 - m) * truncated + m * full, both after the temperature."""
+    params = {**INTERPOLATED[name], "temperature": temperature}
+    truncated = torch.softmax(SAMPLERS.get(name)(**params).process(logits_of(P)).double(), -1)
+    full = torch.softmax(logits_of(P).double() / temperature, -1)
+    mixed = torch.softmax(SAMPLERS.get(name)(**params, interpolation=m).process(logits_of(P)).double(), -1)
+    assert torch.allclose(mixed, (1 - m) * truncated + m * full, atol=1e-6, rtol=1e-6)
 
 
 @pytest.mark.parametrize("name,params,probs,expected",
@@ -83,7 +114,7 @@ def test_process_never_modifies_scores_in_place(name):
 def test_every_sampler_cites_its_paper_and_defines_itself(name):
     cls = SAMPLERS.get(name)
     assert cls.paper and cls.__doc__ and len(cls.__doc__) > 60
-    assert cls.strategy in ("sample", "greedy", "beam", "contrastive")
+    assert cls.strategy in ("sample", "greedy", "beam", "stochastic_beam", "contrastive")
 
 
 BAD_PARAMS = [
@@ -95,7 +126,9 @@ BAD_PARAMS = [
     ("min_p", {"p": 0}, "p"), ("beam", {"num_beams": 0}, "num_beams"),
     ("contrastive", {"alpha": 1.5, "k": 4}, "alpha"), ("contrastive", {"alpha": 0.5, "k": 0}, "k"),
     ("temperature", {"temperature": float("nan")}, "temperature"),
-]
+    ("stochastic_beam", {"num_beams": 0}, "num_beams"), ("stochastic_beam", {"num_beams": 2.0}, "num_beams"),
+] + [(name, {**params, "interpolation": bad}, "interpolation")
+     for name, params in INTERPOLATED.items() for bad in (-0.1, 1.5, "some", float("nan"))]
 
 
 @pytest.mark.parametrize("name,params,key", BAD_PARAMS)

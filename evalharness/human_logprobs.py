@@ -1,0 +1,88 @@
+"""The sampler's probability of human text: how much of the human continuation each sampler allows.
+
+For a run whose sampler draws from a per-step distribution (strategy "sample" or "greedy"),
+the human continuation of every prompt is teacher-forced through the model (context, then
+the human tokens so far, as the oracle does with the whole prefix) and each human token gets
+its log-probability under the run's own sampling distribution: log_softmax(sampler.process(
+logits)) — tempered, truncated and interpolated exactly as generation draws from it. Greedy
+search draws from a point mass on the argmax of those scores (ties: lowest id, as decoding
+takes it), so under greedy a human token has log-probability 0 when it is greedy's choice and
+-inf otherwise: `human_coverage` is then the share of human tokens greedy would have produced.
+
+Records, one per prompt, in <run>/human_logprobs.jsonl:
+    {"prompt_id": "00042", "logprobs": [-2.31, null, -0.07, ...]}
+one entry per human token (end-of-text included when the document ended), natural log;
+`null` stands for -inf (the token is outside the sampler's support; JSON has no infinity).
+The file is appended batch by batch and resumable like generations.jsonl.
+
+Human-like text must be possible under a sampler before it can be typical of it: Holtzman et
+al. 2019 ask the oracle's question ("how large must k and p be to allow the human token?"),
+and HUSE (Hashimoto et al. 2019) needs exactly these probabilities for the human texts.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from evalharness.decoding import teacher_forced
+from evalharness.records import Prompt
+from evalharness.store import append_jsonl, read_jsonl
+
+FILE = "human_logprobs.jsonl"
+ELEMENTS_PER_CHUNK = 1 << 22
+"""sampler.process runs on at most this many (position x vocabulary) scores at once (its
+float64 intermediates are several times that in bytes)."""
+
+
+def defines_distribution(sampler) -> bool:
+    """Whether the sampler draws every token from a per-step distribution of its own."""
+    return sampler.strategy in ("sample", "greedy")
+
+
+def sampling_logprobs(sampler, logits: torch.Tensor) -> torch.Tensor:
+    """(N, V) log-probabilities of the distribution the sampler draws the next token from."""
+    logprobs = torch.log_softmax(sampler.process(logits), dim=-1)
+    if sampler.strategy == "greedy":
+        choice = logprobs.argmax(dim=-1, keepdim=True)
+        logprobs = torch.full_like(logprobs, float("-inf")).scatter(-1, choice, 0.0)
+    return logprobs
+
+
+def sampler_logprobs_of_human(loaded, sampler, prompts: Sequence[Prompt]) -> list[dict]:
+    """One record per prompt: the log-probability of each human continuation token under the
+    sampler's own per-step distribution (None where it is -inf)."""
+    forced = teacher_forced(loaded.model, [p.context_ids for p in prompts], [p.human_ids for p in prompts],
+                            loaded.pad_id, loaded.device)
+    rows = torch.cat([torch.full((len(p.human_ids),), i) for i, p in enumerate(prompts)])
+    cols = torch.cat([torch.arange(s, s + len(p.human_ids)) for s, p in zip(forced.starts, prompts)])
+    logits, targets = forced.logits[rows, cols], forced.targets[rows, cols]
+    chunk = max(1, ELEMENTS_PER_CHUNK // logits.shape[-1])
+    with torch.inference_mode():
+        picked = torch.cat([sampling_logprobs(sampler, logits[i:i + chunk]).gather(-1, targets[i:i + chunk, None])[:, 0]
+                            for i in range(0, len(targets), chunk)]).tolist()
+    out, start = [], 0
+    for p in prompts:
+        values = picked[start:start + len(p.human_ids)]
+        out.append({"prompt_id": p.prompt_id, "logprobs": [v if math.isfinite(v) else None for v in values]})
+        start += len(p.human_ids)
+    return out
+
+
+def path(run_dir: Path) -> Path:
+    return Path(run_dir) / FILE
+
+
+def read(run_dir: Path, repair: bool = False) -> dict[str, list[float]]:
+    """prompt id -> log-probabilities (float, -inf where the file says null); first record wins."""
+    out: dict[str, list[float]] = {}
+    for record in read_jsonl(path(run_dir), repair=repair):
+        out.setdefault(record["prompt_id"], [float("-inf") if v is None else float(v) for v in record["logprobs"]])
+    return out
+
+
+def append(run_dir: Path, records: list[dict]) -> None:
+    append_jsonl(path(run_dir), records)
