@@ -100,6 +100,7 @@ def preflight(cfg: ExperimentConfig) -> None:
 def open_results(store: ResultsDir, prompts: list[Prompt], key: dict, cfg: ExperimentConfig,
                  opts: RunOptions, started: float) -> None:
     prepare_output(store.root, opts.overwrite)
+    store.remove_stale_temporaries()
     check_same_experiment(store.root, key)
     store.check_prompts(prompts)
     store.write_prompts(prompts)

@@ -115,6 +115,13 @@ class ResultsDir:
     def generations_path(self, run: str) -> Path:
         return self.run_dir(run) / "generations.jsonl"
 
+    def remove_stale_temporaries(self) -> None:
+        """A run killed inside write_atomic (or while saving features) leaves its temporary file
+        behind; the next run, the folder's only writer, removes it before writing anything."""
+        for pattern in (".*.tmp", "*/.*.tmp", "cache/features/*/*.tmp.npy"):
+            for path in self.root.glob(pattern):
+                path.unlink(missing_ok=True)
+
     # -- prompts --
     def write_prompts(self, prompts: list[Prompt]) -> None:
         write_atomic(self.root / "prompts.jsonl",

@@ -52,6 +52,22 @@ def test_a_run_folder_with_another_fingerprint_is_refused(tmp_path):
         store.open_run("pure", {"fingerprint": "b", "determined_by": {"seed": 1}})
 
 
+def test_a_rerun_removes_the_temporary_files_a_killed_run_left(tmp_path, tiny_model_dir, corpus_jsonl):
+    """A SIGKILL between mkstemp and rename in write_atomic leaves `.run.json.XXXX.tmp`."""
+    from evalharness import config
+    from evalharness.pipeline import RunOptions, run_experiment
+
+    yaml_path = write_experiment(tmp_path / "tiny.yaml", tiny_model_dir, corpus_jsonl, "[pure]", num_prompts=4)
+    stale = [tmp_path / "out" / ".manifest.json.abc123.tmp", tmp_path / "out" / "pure" / ".run.json.x1y2.tmp",
+             tmp_path / "out" / "cache" / "features" / "minilm" / "pure-0123.npy.tmp.npy"]
+    for path in stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("half")
+    run_experiment(config.load(yaml_path), RunOptions(output=tmp_path / "out"))
+    assert not [p for p in stale if p.exists()]
+    assert (tmp_path / "out" / "pure" / "generations.jsonl").exists()
+
+
 def cli_process(*args):
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
     return subprocess.Popen([sys.executable, "-m", "evalharness", *map(str, args)], env=env,
