@@ -4,26 +4,35 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
 
-from evalharness.errors import UserError
+from evalharness.errors import RankFailure, UserError
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from evalharness import config
+    """One process, or one rank of several under torchrun (then rank 0 prints the results)."""
+    from evalharness import config, parallel
     from evalharness.pipeline import RunOptions, run_experiment
 
     if args.limit is not None and args.limit < 1:
         raise UserError("--limit: must be an integer >= 1")
     if args.batch_size is not None and args.batch_size < 1:
         raise UserError("--batch-size: must be an integer >= 1")
+    if args.timeout <= 0:
+        raise UserError("--timeout: must be a number of seconds > 0")
     cfg = config.load(args.experiment)
     opts = RunOptions(limit=args.limit, device=args.device, batch_size=args.batch_size,
                       output=Path(args.output) if args.output else None, overwrite=args.overwrite)
-    root = run_experiment(cfg, opts)
-    print(f"results: {root}")
-    print((root / "summary.md").read_text(encoding="utf-8"))
+    world = parallel.start(opts.device or cfg.model.device, args.timeout)
+    try:
+        root = run_experiment(cfg, opts, world)
+    finally:
+        world.shutdown()
+    if world.is_main:
+        print(f"results: {root}")
+        print((root / "summary.md").read_text(encoding="utf-8"))
     return 0
 
 
@@ -58,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=int, help="override model.batch_size")
     run.add_argument("--output", help="results folder (default results/<name>)")
     run.add_argument("--overwrite", action="store_true", help="delete an existing results folder first")
+    run.add_argument("--timeout", type=float, default=1800.0,
+                     help="under torchrun: seconds a rank waits for its peers before calling them hung (default 1800)")
     run.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     run.set_defaults(func=cmd_run)
 
@@ -73,12 +84,21 @@ def build_parser() -> argparse.ArgumentParser:
 # register_command(subparsers), which adds a parser and sets func=callable(args) -> exit status.
 # Keep heavy imports (torch, transformers) inside the callables so `--help` stays fast.
 COMMAND_MODULES: list[str] = [
+    "evalharness.annotation.command",
     "evalharness.oracle",
     "evalharness.report",
     "evalharness.train_builtin",
 ]
 
 
+
+
+def report_error(exc: Exception) -> None:
+    """One line on stderr. Under torchrun an error every rank raised alike is printed by rank 0
+    only; a rank's own error (say, rank 0 stopped answering) is printed by that rank."""
+    rank = int(os.environ.get("RANK", "0") or 0)
+    if rank == 0 or not getattr(exc, "agreed", False):
+        print(f"error: {exc}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,8 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         if args.debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        report_error(exc)
         return 2
+    except RankFailure as exc:
+        if args.debug:
+            raise
+        report_error(exc)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: finished prompts are saved; run the same command again to resume", file=sys.stderr)
         return 130

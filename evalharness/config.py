@@ -30,6 +30,12 @@ class ModelConfig:
     trust_remote_code: bool = False
     use_safetensors: bool = True
     """Load weights only from .safetensors files (pickled .bin weights can run code)."""
+    device_map: str | dict | None = None
+    """Big-model placement by accelerate: auto | balanced | balanced_low_0 | sequential | {module: device}."""
+    max_memory: dict | None = None
+    """With device_map: {device: size}, e.g. {0: 20GiB, cpu: 64GiB}."""
+    offload_folder: str | None = None
+    """With device_map: where modules mapped to "disk" are kept."""
 
 
 @dataclass(frozen=True)
@@ -175,6 +181,10 @@ def _section(cls, raw: Any, where: str):
         key_path = f"{where}.{key}"
         if value is None and "None" in annotation:
             values[key] = None
+        elif annotation.startswith("str | dict"):
+            values[key] = value if isinstance(value, str) else _mapping(value, key_path, allowed=list(value or {}))
+        elif annotation.startswith("dict"):
+            values[key] = _mapping(value, key_path, allowed=list(value or {}) if isinstance(value, dict) else ())
         elif annotation.startswith("int | str"):
             values[key] = value if isinstance(value, str) else _typed(value, key_path, int)
         else:
@@ -197,6 +207,41 @@ def _check_model(model: ModelConfig) -> None:
         model.device.startswith("cuda:") and model.device[5:].isdigit())
     _require(device_ok, "model.device", "auto, cpu, cuda or cuda:N", model.device)
     _require(model.batch_size >= 1, "model.batch_size", ">= 1", model.batch_size)
+    _check_placement(model)
+
+
+DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
+
+
+def _placement_device(value: Any) -> bool:
+    """A device accelerate places modules on: a GPU index, cpu, disk, mps or cuda:N."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value >= 0
+    return isinstance(value, str) and (value in ("cpu", "disk", "mps") or
+                                       (value.startswith("cuda:") and value[5:].isdigit()))
+
+
+def _check_placement(model: ModelConfig) -> None:
+    device_map, max_memory = model.device_map, model.max_memory
+    if isinstance(device_map, str):
+        _require(device_map in DEVICE_MAP_STRATEGIES, "model.device_map",
+                 f"one of {', '.join(DEVICE_MAP_STRATEGIES)} or a mapping of module names to devices", device_map)
+    elif device_map is not None:
+        _require(bool(device_map), "model.device_map", "a non-empty mapping of module names to devices", device_map)
+        for module, device in device_map.items():
+            _require(isinstance(module, str), "model.device_map", "keyed by module names (strings)", module)
+            _require(_placement_device(device), f"model.device_map.{module}",
+                     "a GPU index, cpu, disk or cuda:N", device)
+    if max_memory is not None:
+        _require(device_map is not None, "model.max_memory", "used together with model.device_map", max_memory)
+        for device, size in max_memory.items():
+            _require(_placement_device(device) and device != "disk", "model.max_memory",
+                     "keyed by GPU index, cpu or mps", device)
+            _require(isinstance(size, (int, str)) and not isinstance(size, bool), f"model.max_memory.{device}",
+                     "a size such as 20GiB or a number of bytes", size)
+    if model.offload_folder is not None:
+        _require(device_map is not None, "model.offload_folder", "used together with model.device_map",
+                 model.offload_folder)
 
 
 def _check_data(data: DataConfig) -> None:

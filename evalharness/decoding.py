@@ -2,8 +2,8 @@
 
 Contract: the continuation of prompt i depends only on (model, context, sampler, seed of i),
 not on the batch size or the other prompts in the batch. Each row owns a torch.Generator
-seeded from (experiment seed, prompt id, run name) and draws exactly one uniform number per
-step, turned into a token by inverse-CDF sampling in float64.
+seeded from (experiment seed, prompt id, run name) and uses exactly one uniform number per
+step (drawn up front, the same numbers), turned into a token by inverse-CDF sampling in float64.
 """
 
 from __future__ import annotations
@@ -53,12 +53,19 @@ def positions(mask: torch.Tensor) -> torch.Tensor:
     return (mask.cumsum(dim=-1) - 1).clamp(min=0)
 
 
-def inverse_cdf_sample(logprobs: torch.Tensor, generators: Sequence[torch.Generator]) -> torch.Tensor:
-    """One token per row from exp(logprobs), using one uniform draw from the row's own RNG.
+def draw_uniforms(seeds: Sequence[int], steps: int, device: str) -> torch.Tensor:
+    """(rows, steps) float64 uniforms: row i holds the first `steps` draws of its own generator.
+    Drawn up front, they are exactly the numbers one draw per step would give (the CPU
+    generator fills a tensor in sequence; tested), and the loop needs no host work per step."""
+    rows = [torch.rand((steps,), generator=torch.Generator().manual_seed(s), dtype=torch.float64) for s in seeds]
+    return torch.stack(rows).to(device) if rows else torch.zeros((0, steps), dtype=torch.float64, device=device)
+
+
+def inverse_cdf_sample(logprobs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """One token per row from exp(logprobs), using the row's uniform number u.
 
     (1 - u) lies in (0, 1], so the first index whose cumulative mass reaches it always has
     non-zero probability: a truncated token can never be drawn."""
-    uniforms = torch.stack([torch.rand((), generator=g, dtype=torch.float64) for g in generators])
     cdf = torch.cumsum(logprobs.double().exp(), dim=-1)
     targets = ((1.0 - uniforms).to(cdf.device) * cdf[:, -1]).unsqueeze(-1)
     picked = torch.searchsorted(cdf, targets).squeeze(-1)
@@ -93,7 +100,9 @@ def model_logits(model, ids, mask, pos, cache=None, hidden=False) -> Step:
     name = _cache_argument(type(model))
     out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
                 output_hidden_states=hidden, **{name: cache})
-    return Step(out.logits, getattr(out, name), out.hidden_states[-1] if hidden else None)
+    # A model sharded by device_map returns its outputs where its last layers live.
+    return Step(out.logits.to(ids.device), getattr(out, name),
+                out.hidden_states[-1].to(ids.device) if hidden else None)
 
 
 @torch.inference_mode()
@@ -101,20 +110,20 @@ def sample_loop(model, contexts: Sequence[Sequence[int]], sampler: Sampler, max_
                 eos_id: int | None, pad_id: int, seeds: Sequence[int], device: str) -> list[Continuation]:
     """Ancestral sampling (strategy "sample") or greedy search (strategy "greedy")."""
     ids, mask = left_pad(contexts, pad_id, device)
-    generators = [torch.Generator().manual_seed(s) for s in seeds]
+    uniforms = draw_uniforms(seeds, max_new_tokens, device) if sampler.strategy == "sample" else None
     pos = positions(mask)
     out = model_logits(model, ids, mask, pos)
     pos = pos[:, -1:]
     finished = torch.zeros(len(contexts), dtype=torch.bool, device=device)
     steps: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-    for _ in range(max_new_tokens):
+    for step in range(max_new_tokens):
         logits = out.logits[:, -1, :].float()
         lp_model = torch.log_softmax(logits, dim=-1)
         lp_sampler = torch.log_softmax(sampler.process(logits), dim=-1)
-        if sampler.strategy == "greedy":
+        if uniforms is None:
             token = lp_sampler.argmax(dim=-1)
         else:
-            token = inverse_cdf_sample(lp_sampler, generators).to(device)
+            token = inverse_cdf_sample(lp_sampler, uniforms[:, step])
         steps.append((token, lp_model.gather(-1, token[:, None])[:, 0],
                       lp_sampler.gather(-1, token[:, None])[:, 0]))
         if eos_id is not None:
@@ -143,7 +152,7 @@ def teacher_forced(model, contexts: Sequence[Sequence[int]], continuations: Sequ
     each continuation token given the context and the preceding continuation tokens."""
     rows = [list(c) + list(x) for c, x in zip(contexts, continuations)]
     ids, mask = left_pad(rows, pad_id, device)
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask)).logits.float()
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask)).logits.to(ids.device).float()
     # Token j of a continuation sits at column width - len(cont) + j; it is predicted by the
     # logits one column before, which is index width - len(cont) + j - 1 after the shift.
     width = ids.shape[1]

@@ -9,6 +9,11 @@ class UserError(Exception):
     """
 
 
+class RankFailure(RuntimeError):
+    """Under torchrun: a rank failed for a reason other than user input (out of memory, a crash,
+    a hung peer). Raised on every rank alike; the CLI prints it on rank 0 and exits with status 1."""
+
+
 def first_line(exc: BaseException, limit: int = 200) -> str:
     """A library exception's message cut to one line, for a one-line UserError."""
     text = str(exc).strip()

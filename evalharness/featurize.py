@@ -44,19 +44,32 @@ class Featurizer:
     device: str
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        encoded, chunks = self.plan(texts)
+        return self.assemble(len(texts), chunks, [self.forward(encoded, chunk) for chunk in chunks])
+
+    def plan(self, texts: Sequence[str]) -> tuple[list[list[int]], list[list[int]]]:
+        """(token ids per text, batches of text indices). Batches follow the texts sorted by
+        length (little padding) and depend on nothing else, so any split of them over ranks
+        gives the features one process computes."""
+        encoded = [self._encode(t) for t in texts]
+        order = np.argsort([len(ids) for ids in encoded], kind="stable").tolist()
+        return encoded, [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+
+    def forward(self, encoded: list[list[int]], chunk: list[int]) -> np.ndarray:
         import torch
 
-        encoded = [self._encode(t) for t in texts]
-        order = np.argsort([len(ids) for ids in encoded], kind="stable")
-        out: list[np.ndarray] = [None] * len(texts)  # type: ignore[list-item]
         with torch.no_grad():
-            for start in range(0, len(order), self.batch_size):
-                chunk = order[start:start + self.batch_size]
-                feats = self._forward([encoded[i] for i in chunk])
-                for i, row in zip(chunk, feats):
-                    out[i] = row
-        dim = out[0].shape[0] if out else 0
-        return np.stack(out).astype(np.float32) if out else np.zeros((0, dim), np.float32)
+            return self._forward([encoded[i] for i in chunk])
+
+    @staticmethod
+    def assemble(n: int, chunks: list[list[int]], features: list[np.ndarray]) -> np.ndarray:
+        """Features back in text order, float32, (n, d)."""
+        if not n:
+            return np.zeros((0, 0), np.float32)
+        out = np.empty((n, features[0].shape[1]), np.float32)
+        for chunk, rows in zip(chunks, features):
+            out[chunk] = rows
+        return out
 
     def _encode(self, text: str) -> list[int]:
         """Token ids of `text`, truncated to max_tokens (special tokens kept, as HF truncation
@@ -207,20 +220,29 @@ def cached_features(featurizer: Featurizer, texts: Sequence[str], cache_dir: Pat
     memo_key = (featurizer.key, prefix, texts_digest(texts))
     if memo_key in _MEMORY:
         return _MEMORY[memo_key]
-    path = None
-    if cache_dir is not None:
-        path = Path(cache_dir) / "features" / featurizer.key / f"{prefix}-{memo_key[2]}.npy"
-        if path.is_file():
-            _MEMORY[memo_key] = np.load(path)
-            return _MEMORY[memo_key]
+    path = feature_cache_path(featurizer, texts, cache_dir, prefix)
+    if path is not None and path.is_file():
+        _MEMORY[memo_key] = np.load(path)
+        return _MEMORY[memo_key]
     features = featurizer(texts)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npy")
-        np.save(tmp, features)
-        tmp.replace(path)
+        save_features(path, features)
     _MEMORY[memo_key] = features
     return features
+
+
+def feature_cache_path(featurizer: Featurizer, texts: Sequence[str], cache_dir: Path | None,
+                       prefix: str) -> Path | None:
+    if cache_dir is None:
+        return None
+    return Path(cache_dir) / "features" / featurizer.key / f"{prefix}-{texts_digest(texts)}.npy"
+
+
+def save_features(path: Path, features: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npy")
+    np.save(tmp, features)
+    tmp.replace(path)
 
 
 _MEMORY: dict[tuple, np.ndarray] = {}

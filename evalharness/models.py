@@ -57,9 +57,15 @@ def resolve_location(name: str) -> tuple[str, bool]:
 
 
 def load_model(name: str, device: str = "auto", dtype: str = "float32", trust_remote_code: bool = False,
-               use_safetensors: bool = True) -> LoadedModel:
+               use_safetensors: bool = True, device_map: str | dict | None = None, max_memory: dict | None = None,
+               offload_folder: str | None = None, world=None) -> LoadedModel:
     """Load model + tokenizer, in eval mode, with the model's own generation defaults removed
-    (a generation_config.json that sets temperature or top_p must not leak into any sampler)."""
+    (a generation_config.json that sets temperature or top_p must not leak into any sampler).
+
+    With `device_map` (auto | balanced | balanced_low_0 | sequential | {module: device}) the
+    model is placed by transformers' big-model loading (accelerate): spread over the GPUs, the
+    CPU and, with `offload_folder`, the disk, within `max_memory` ({device: size}). Inputs then
+    go to the device of the input embeddings, and every output is brought back there."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
     from transformers.utils import logging as hf_logging
 
@@ -74,19 +80,54 @@ def load_model(name: str, device: str = "auto", dtype: str = "float32", trust_re
                                                   trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
             location, local_files_only=local, trust_remote_code=trust_remote_code,
-            dtype=DTYPES[dtype], use_safetensors=use_safetensors)
+            dtype=DTYPES[dtype], use_safetensors=use_safetensors,
+            **placement(device_map, max_memory, offload_folder, world))
     except (OSError, ValueError) as exc:
         reason = first_line(exc)
         where = "local directory" if local else "Hugging Face Hub (is the id right?)"
         hint = ("; it may hold only pickled weights: set model.use_safetensors: false if you trust them"
                 if use_safetensors and "safetensors" in str(exc) else "")
         raise UserError(f"model.name: could not load {name!r} from the {where}: {reason}{hint}") from None
-    model.to(device).eval()
+    if device_map is None:
+        model.to(device)
+    else:
+        device = str(model.get_input_embeddings().weight.device)
+    model.eval()
     eos_id = tokenizer.eos_token_id
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos_id or 0)
     model.generation_config = GenerationConfig(eos_token_id=eos_id, pad_token_id=pad_id)
     identity = weights_fingerprint(Path(location)) if local else f"hub:{getattr(model.config, '_commit_hash', None)}"
     return LoadedModel(model, tokenizer, device, eos_id, pad_id, max_positions(model), identity)
+
+
+def placement(device_map: str | dict | None, max_memory: dict | None, offload_folder: str | None,
+              world=None) -> dict:
+    """from_pretrained's big-model arguments. Under torchrun each rank's replica gets its own
+    block of GPUs (GPU count // ranks per machine): integer GPU ids in device_map and
+    max_memory count from the rank's first GPU, and the other ranks' GPUs are left alone."""
+    if device_map is None:
+        return {}
+    first, count = gpu_block(world)
+    shift = lambda d: d + first if first and isinstance(d, int) and not isinstance(d, bool) else d  # noqa: E731
+    if isinstance(device_map, dict):
+        device_map = {module: shift(d) for module, d in device_map.items()}
+    if max_memory is not None:
+        max_memory = {shift(d): size for d, size in max_memory.items()}
+    elif isinstance(device_map, str) and first is not None:
+        from accelerate.utils import get_max_memory
+        free = get_max_memory()
+        max_memory = {d: free[d] for d in range(first, first + count)} | {"cpu": free["cpu"]}
+    out = {"device_map": device_map, "max_memory": max_memory}
+    return out | ({"offload_folder": offload_folder} if offload_folder else {})
+
+
+def gpu_block(world) -> tuple[int | None, int]:
+    """(first GPU id, GPU count) of this rank's replica; (None, 0) outside torchrun or without GPUs."""
+    if world is None or not world.distributed or not torch.cuda.is_available():
+        return None, 0
+    per_machine = int(os.environ.get("LOCAL_WORLD_SIZE", world.size))
+    count = max(1, torch.cuda.device_count() // per_machine)
+    return world.local_rank * count, count
 
 
 def weights_fingerprint(folder: Path, edge: int = 1 << 20) -> str:

@@ -323,19 +323,26 @@ def batch_logits(model, batch: Batch, device: str):
     inputs = batch.inputs.to(device)
     if batch.select is None:
         extra = {"logits_to_keep": 1} if _keeps_last_logits_only(model) else {}
-        return model(input_ids=inputs, use_cache=False, **extra).logits[:, -1, :]
+        return model(input_ids=inputs, use_cache=False, **extra).logits[:, -1, :].to(device)
     logits = model(input_ids=inputs, attention_mask=batch.attention.to(device), use_cache=False).logits
-    return logits[batch.select.to(device)]
+    return logits.to(device)[batch.select.to(device)]  # a device_map model answers on its last device
+
+
+def plan_batches(plan: Plan, settings: OracleSettings, pad_id: int) -> list[Batch]:
+    return list(window_batches(plan, settings.context_tokens, settings.batch_size) if settings.mode == "window"
+                else prefix_batches(plan, settings.batch_size, pad_id))
 
 
 def score_batches(model, plan: Plan, settings: OracleSettings, pad_id: int) -> Iterator[tuple[Batch, TokenScores]]:
+    for batch in plan_batches(plan, settings, pad_id):
+        yield batch, score_batch(model, batch, settings)
+
+
+def score_batch(model, batch: Batch, settings: OracleSettings) -> TokenScores:
     import torch
 
-    batches = (window_batches(plan, settings.context_tokens, settings.batch_size) if settings.mode == "window"
-               else prefix_batches(plan, settings.batch_size, pad_id))
     with torch.inference_mode():
-        for batch in batches:
-            yield batch, rank_and_mass(batch_logits(model, batch, settings.device), batch.targets)
+        return rank_and_mass(batch_logits(model, batch, settings.device), batch.targets)
 
 
 # --- statistics --------------------------------------------------------------------------------
@@ -433,32 +440,43 @@ def records_text(plan: Plan, batch: Batch, scores: TokenScores, texts: TokenText
     return "".join(lines)
 
 
-def score_plan(plan: Plan, loaded, settings: OracleSettings, handle) -> tuple[dict, float]:
-    """Score every planned token, writing records to handle; (numpy columns, seconds)."""
+def score_plan(plan: Plan, loaded, settings: OracleSettings, handle, world) -> tuple[dict, float]:
+    """Score every planned token, writing records to handle; (numpy columns, seconds).
+    Under torchrun the batches are shared out among the ranks and rank 0 writes them in order
+    (the other ranks have no handle and return nothing)."""
     import numpy as np
     from tqdm.auto import tqdm
+
+    from evalharness.parallel import for_each_share
 
     texts = TokenTexts(loaded.tokenizer)
     parts: dict[str, list] = {f: [] for f in TokenScores._fields}
     started = time.perf_counter()
-    with tqdm(total=plan.num_tokens, desc="oracle", unit="tok", disable=None) as bar:
-        for batch, scores in score_batches(loaded.model, plan, settings, loaded.pad_id):
-            handle.write(records_text(plan, batch, scores, texts))
-            for f in TokenScores._fields:
-                parts[f].append(getattr(scores, f).numpy())
-            bar.update(len(batch.targets))
+    bar = tqdm(total=plan.num_tokens, desc="oracle", unit="tok", disable=None if world.is_main else True)
+
+    def consume(batch: Batch, scores: TokenScores) -> None:
+        handle.write(records_text(plan, batch, scores, texts))
+        for f in TokenScores._fields:
+            parts[f].append(getattr(scores, f).numpy())
+        bar.update(len(batch.targets))
+
+    for_each_share(world, plan_batches(plan, settings, loaded.pad_id),
+                   lambda batch: score_batch(loaded.model, batch, settings), consume)
+    bar.close()
     seconds = time.perf_counter() - started
-    return {f: np.concatenate(v) for f, v in parts.items()}, seconds
+    return {f: np.concatenate(v) for f, v in parts.items()} if world.is_main else {}, seconds
 
 
-def write_token_records(out: Path, plan: Plan, loaded, settings: OracleSettings) -> tuple[dict, float]:
+def write_token_records(out: Path, plan: Plan, loaded, settings: OracleSettings, world) -> tuple[dict, float]:
     """oracle_tokens.jsonl appears whole or not at all (written aside, then renamed)."""
     import tempfile
 
+    if not world.is_main:
+        return score_plan(plan, loaded, settings, None, world)
     fd, tmp = tempfile.mkstemp(dir=out, prefix=".oracle_tokens.jsonl.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            result = score_plan(plan, loaded, settings, handle)
+            result = score_plan(plan, loaded, settings, handle, world)
             handle.flush()
             os.fsync(handle.fileno())
         umask = os.umask(0)
@@ -520,30 +538,51 @@ def check_plan(plan: Plan, cfg, settings: OracleSettings) -> None:
         raise UserError(f"data.source: no document of {source} has 2 or more tokens")
 
 
-def run_oracle(cfg, settings: OracleSettings, out: Path, overwrite: bool = False) -> dict:
-    """Everything that can fail on user input is checked before the results folder is touched."""
-    from evalharness.data import read_documents
+def run_oracle(cfg, settings: OracleSettings, out: Path, overwrite: bool = False, world=None) -> dict | None:
+    """Everything that can fail on user input is checked before the results folder is touched.
+    Under torchrun every rank scores a share of the batches; rank 0 reads the data, writes the
+    results and returns the summary (the other ranks return None)."""
     from evalharness.models import load_model
     from evalharness.oracle_plots import write_plots
-    from evalharness.store import ensure_writable, write_json
+    from evalharness.parallel import World, rank_device
+    from evalharness.store import write_json
 
-    check_output(out, overwrite)
-    docs = read_documents(cfg.data)
-    if not docs:
-        raise UserError(f"data.source: {cfg.data.source} holds no documents")
-    loaded = load_model(cfg.model.name, settings.device, cfg.model.dtype, cfg.model.trust_remote_code,
-                        cfg.model.use_safetensors)
+    world = world or World()
+    docs = world.on_main(lambda: checked_documents(cfg, out, overwrite))
+    loaded = world.everywhere(lambda: load_model(
+        cfg.model.name, rank_device(settings.device, world), cfg.model.dtype, cfg.model.trust_remote_code,
+        cfg.model.use_safetensors, device_map=cfg.model.device_map, max_memory=cfg.model.max_memory,
+        offload_folder=cfg.model.offload_folder, world=world))
     settings = replace(settings, device=loaded.device)
     check_context(settings, loaded.max_positions)
-    plan = plan_documents(docs, loaded.tokenizer, cfg.seed, settings, loaded.max_positions)
-    check_plan(plan, cfg, settings)
-    ensure_writable(out)
-    columns, seconds = write_token_records(out, plan, loaded, settings)
+    plan = world.on_main(lambda: checked_plan(docs, loaded, cfg, settings, out))
+    columns, seconds = write_token_records(out, plan, loaded, settings, world)
+    if not world.is_main:
+        return None
     summary = summarize(columns, vocab_size(loaded.model))
     summary = {"settings": settings_record(cfg, settings, plan, loaded, seconds, len(docs)), **summary}
     write_json(out / "oracle.json", summary)
     write_plots(out, summary)
     return summary
+
+
+def checked_documents(cfg, out: Path, overwrite: bool) -> list:
+    from evalharness.data import read_documents
+
+    check_output(out, overwrite)
+    docs = read_documents(cfg.data)
+    if not docs:
+        raise UserError(f"data.source: {cfg.data.source} holds no documents")
+    return docs
+
+
+def checked_plan(docs, loaded, cfg, settings: OracleSettings, out: Path) -> Plan:
+    from evalharness.store import ensure_writable
+
+    plan = plan_documents(docs, loaded.tokenizer, cfg.seed, settings, loaded.max_positions)
+    check_plan(plan, cfg, settings)
+    ensure_writable(out)
+    return plan
 
 
 # --- command line ------------------------------------------------------------------------------
@@ -583,13 +622,18 @@ def format_summary(summary: dict, out: Path) -> str:
 
 
 def cmd_oracle(args: argparse.Namespace) -> int:
-    from evalharness import config
+    from evalharness import config, parallel
 
     cfg = config.load(args.experiment)
     settings = resolve_settings(cfg, args)
     out = Path(args.output) if args.output else Path("results") / cfg.name / "oracle"
-    summary = run_oracle(cfg, settings, out, overwrite=args.overwrite)
-    print(format_summary(summary, out))
+    world = parallel.start(settings.device)
+    try:
+        summary = run_oracle(cfg, settings, out, overwrite=args.overwrite, world=world)
+    finally:
+        world.shutdown()
+    if world.is_main:
+        print(format_summary(summary, out))
     return 0
 
 

@@ -8,6 +8,7 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -19,9 +20,10 @@ from evalharness.data import build_prompts, read_documents
 from evalharness.decoding import decode, row_seed, teacher_forced_logprobs
 from evalharness.errors import UserError
 from evalharness.models import LoadedModel, load_model
+from evalharness.parallel import World, for_each_share, rank_device
 from evalharness.records import HUMAN_RUN, Generation, Prompt, RunSpec
 from evalharness.report import write_report
-from evalharness.scoring import score_experiment
+from evalharness.scoring import score_experiment, share_featurisation
 from evalharness.store import ResultsDir, ensure_writable, fingerprint, read_json, write_json
 from evalharness.summary import write_summary
 
@@ -37,36 +39,71 @@ class RunOptions:
     overwrite: bool = False
 
 
-def run_experiment(cfg: ExperimentConfig, opts: RunOptions) -> Path:
-    """Everything that can fail on user input is checked before the results folder is touched."""
+def run_experiment(cfg: ExperimentConfig, opts: RunOptions, world: World | None = None) -> Path:
+    """Everything that can fail on user input is checked before the results folder is touched.
+
+    Under torchrun (`world` of several ranks) every rank loads the model and generates its share
+    of each run's batches; rank 0 alone reads the data, owns the results folder, scores and
+    reports (see evalharness.parallel). The files it writes are those of a single process."""
+    world = world or World()
     started = time.time()
-    device = opts.device or cfg.model.device
-    documents = read_documents(cfg.data)  # before the model: a missing file should fail fast
-    loaded = load_model(cfg.model.name, device, cfg.model.dtype, cfg.model.trust_remote_code,
-                        cfg.model.use_safetensors)
-    prompts = build_prompts(documents, loaded.tokenizer, cfg.data, cfg.seed, loaded.eos_id, opts.limit)
-    check_lengths(prompts, cfg, loaded)
-    for spec in cfg.scorers:  # e.g. a MAUVE featuriser on an unreachable Hub: fail before generating
-        getattr(spec.build(), "preflight", lambda: None)()
+    device = rank_device(opts.device or cfg.model.device, world)
+    documents = world.on_main(lambda: read_documents(cfg.data))  # before the model: fail fast
+    loaded = world.everywhere(lambda: load_model(
+        cfg.model.name, device, cfg.model.dtype, cfg.model.trust_remote_code, cfg.model.use_safetensors,
+        device_map=cfg.model.device_map, max_memory=cfg.model.max_memory,
+        offload_folder=cfg.model.offload_folder, world=world))
+    fingerprints = world.gather_to_main(lambda: loaded.fingerprint)
+    world.on_main(lambda: check_same_weights(fingerprints))
+    prompts = world.on_main(lambda: checked_prompts(documents, cfg, opts, loaded))
+    world.everywhere(lambda: preflight(cfg))
     root = Path(opts.output) if opts.output else Path("results") / cfg.name
-    prepare_output(root, opts.overwrite)
     store = ResultsDir(root)
     key = experiment_key(cfg, loaded)
-    check_same_experiment(root, key)
-    store.check_prompts(prompts)
-    store.write_prompts(prompts)
-    write_json(root / "manifest.json", manifest(cfg, opts, key, started, None))
+    world.on_main(lambda: open_results(store, prompts, key, cfg, opts, started))
     batch_size = opts.batch_size or cfg.model.batch_size
-    generate_human(store, prompts, loaded, batch_size, key)
+    generate_human(world, store, prompts, loaded, batch_size, key)
     for spec in cfg.samplers:
-        generate_run(store, spec, prompts, loaded, cfg, batch_size, key)
+        generate_run(world, store, spec, prompts, loaded, cfg, batch_size, key)
     device = loaded.device
     del loaded  # free the model before scorers load theirs
+    share_featurisation(world, store, cfg, prompts, device)
+    if not world.is_main:
+        return root
     rows = score_experiment(store, cfg, prompts, device=device)
     write_summary(root, rows, cfg)
-    write_json(root / "manifest.json", manifest(cfg, opts, key, started, time.time()))
+    write_json(root / "manifest.json", manifest(cfg, opts, key, started, time.time(), world))
     write_report(root)  # reads only the folder: `python -m evalharness report DIR` redoes it
     return root
+
+
+def check_same_weights(fingerprints: list[str]) -> None:
+    """Under torchrun on several machines, every rank must have loaded the same weights."""
+    for rank, found in enumerate(fingerprints):
+        if found != fingerprints[0]:
+            raise UserError(f"model.name: rank {rank} loaded other weights than rank 0 (fingerprint {found} vs "
+                            f"{fingerprints[0]}); give every machine the same model files")
+
+
+def checked_prompts(documents, cfg: ExperimentConfig, opts: RunOptions, loaded: LoadedModel) -> list[Prompt]:
+    prompts = build_prompts(documents, loaded.tokenizer, cfg.data, cfg.seed, loaded.eos_id, opts.limit)
+    check_lengths(prompts, cfg, loaded)
+    return prompts
+
+
+def preflight(cfg: ExperimentConfig) -> None:
+    """e.g. a MAUVE featuriser on an unreachable Hub: fail before generating."""
+    for spec in cfg.scorers:
+        getattr(spec.build(), "preflight", lambda: None)()
+
+
+def open_results(store: ResultsDir, prompts: list[Prompt], key: dict, cfg: ExperimentConfig,
+                 opts: RunOptions, started: float) -> None:
+    prepare_output(store.root, opts.overwrite)
+    check_same_experiment(store.root, key)
+    store.check_prompts(prompts)
+    store.write_prompts(prompts)
+    write_json(store.root / "manifest.json", manifest(cfg, opts, key, started, None))
 
 
 def check_lengths(prompts: list[Prompt], cfg: ExperimentConfig, loaded: LoadedModel) -> None:
@@ -136,40 +173,62 @@ def run_meta(spec: RunSpec, key: dict) -> dict:
             "fingerprint": fingerprint(determined_by), "determined_by": determined_by}
 
 
-def generate_human(store: ResultsDir, prompts: list[Prompt], loaded: LoadedModel, batch_size: int, key: dict) -> None:
+def generate_human(world: World, store: ResultsDir, prompts: list[Prompt], loaded: LoadedModel,
+                   batch_size: int, key: dict) -> None:
     """The human continuations as one more run; logprobs_model = the model's log-probability of
     each human token given the same context. logprobs_sampler repeats them (no sampler drew them)."""
     spec = RunSpec(HUMAN_RUN, HUMAN_RUN)
-    done = store.open_run(HUMAN_RUN, run_meta(spec, key))
-    for batch, todo in tqdm(pending_batches(prompts, done, batch_size), desc="human", unit="batch", disable=None):
+
+    def compute(batch: list[Prompt]) -> list[Generation]:
         logprobs = teacher_forced_logprobs(loaded.model, [p.context_ids for p in batch],
                                            [p.human_ids for p in batch], loaded.pad_id, loaded.device)
-        store.append_generations(HUMAN_RUN, [
-            Generation(p.prompt_id, HUMAN_RUN, p.human_text, p.human_ids, len(p.human_ids), p.human_ended,
-                       tuple(lp), tuple(lp)) for p, lp in zip(batch, logprobs) if p.prompt_id in todo])
+        return [Generation(p.prompt_id, HUMAN_RUN, p.human_text, p.human_ids, len(p.human_ids), p.human_ended,
+                           tuple(lp), tuple(lp)) for p, lp in zip(batch, logprobs)]
+
+    produce(world, store, spec, key, prompts, batch_size, compute)
 
 
-def generate_run(store: ResultsDir, spec: RunSpec, prompts: list[Prompt], loaded: LoadedModel,
+def generate_run(world: World, store: ResultsDir, spec: RunSpec, prompts: list[Prompt], loaded: LoadedModel,
                  cfg: ExperimentConfig, batch_size: int, key: dict) -> None:
-    done = store.open_run(spec.name, run_meta(spec, key))
     sampler = build_sampler(spec)
-    for batch, todo in tqdm(pending_batches(prompts, done, batch_size), desc=spec.name, unit="batch", disable=None):
+
+    def compute(batch: list[Prompt]) -> list[Generation]:
         seeds = [row_seed(cfg.seed, p.prompt_id, spec.name) for p in batch]
         outs = decode(loaded.model, [p.context_ids for p in batch], sampler, cfg.data.max_new_tokens,
                       loaded.eos_id, loaded.pad_id, seeds, loaded.device)
-        store.append_generations(spec.name, [to_generation(p, spec.name, o, loaded)
-                                             for p, o in zip(batch, outs) if p.prompt_id in todo])
+        return [to_generation(p, spec.name, o, loaded) for p, o in zip(batch, outs)]
+
+    produce(world, store, spec, key, prompts, batch_size, compute)
     # --- the sampler's log-probabilities of the human continuations (human_logprobs.py) ---
     if human_logprobs.defines_distribution(sampler):
         run_dir = store.run_dir(spec.name)
-        have = human_logprobs.read(run_dir, repair=True)
-        for batch, todo in pending_batches(prompts, have, batch_size):
-            records = human_logprobs.sampler_logprobs_of_human(loaded, sampler, batch)
-            human_logprobs.append(run_dir, [r for r in records if r["prompt_id"] in todo])
+        done = world.on_main(lambda: set(human_logprobs.read(run_dir, repair=True)))
+        for_each_share(world, pending_batches(prompts, done, batch_size),
+                       lambda task: human_logprobs.sampler_logprobs_of_human(loaded, sampler, task[0]),
+                       lambda task, records: human_logprobs.append(
+                           run_dir, [r for r in records if r["prompt_id"] in task[1]]))
     # --- end ---
 
 
-def pending_batches(prompts: list[Prompt], done: dict, batch_size: int) -> list[tuple[list[Prompt], set[str]]]:
+def produce(world: World, store: ResultsDir, spec: RunSpec, key: dict, prompts: list[Prompt], batch_size: int,
+            compute: Callable[[list[Prompt]], list[Generation]]) -> None:
+    """Fill the run's generations.jsonl: the missing prompts' batches are shared among the ranks
+    and rank 0 appends each batch's new records in batch order, as one process would."""
+    done = world.on_main(lambda: set(store.open_run(spec.name, run_meta(spec, key))))
+    tasks = pending_batches(prompts, done, batch_size)
+    bar = tqdm(total=sum(len(todo) for _, todo in tasks), desc=spec.name, unit="prompt",
+               disable=None if world.is_main else True)
+
+    def consume(task: tuple[list[Prompt], set[str]], generations: list[Generation]) -> None:
+        new = [g for g in generations if g.prompt_id in task[1]]
+        store.append_generations(spec.name, new)
+        bar.update(len(new))
+
+    for_each_share(world, tasks, lambda task: compute(task[0]), consume)
+    bar.close()
+
+
+def pending_batches(prompts: list[Prompt], done: set[str], batch_size: int) -> list[tuple[list[Prompt], set[str]]]:
     """The batches that still miss generations, with the ids they miss.
 
     Batches are fixed by the prompt list alone (sorted by context length, for less padding),
@@ -194,13 +253,15 @@ def batches(items: list, size: int) -> list[list]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def manifest(cfg: ExperimentConfig, opts: RunOptions, key: dict, started: float, finished: float | None) -> dict:
+def manifest(cfg: ExperimentConfig, opts: RunOptions, key: dict, started: float, finished: float | None,
+             world: World | None = None) -> dict:
     return {
         "experiment": cfg.name, "config_file": cfg.path, "config": asdict(cfg), "seed": cfg.seed,
         "determined_by": key, "data_fingerprint": data_fingerprint(cfg.data.source),
         "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(opts).items()},
         "evalharness_version": evalharness.__version__, "git_commit": git_commit(),
         "versions": versions(), "machine": machine(),
+        "ranks": (world or World()).size,
         "started": iso(started), "finished": iso(finished) if finished else None,
         "wall_seconds": round(finished - started, 3) if finished else None,
     }

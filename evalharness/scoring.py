@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+import numpy as np
 from tqdm.auto import tqdm
 
 import evalharness
 from evalharness.config import ExperimentConfig
 from evalharness.errors import UserError
+from evalharness.featurize import feature_cache_path, save_features
+from evalharness.parallel import World, for_each_share
 from evalharness.records import HUMAN_RUN, Generation, Prompt
 from evalharness.scorers import ScoringContext
 from evalharness.store import ResultsDir, finite_or_named, fingerprint, read_json, write_json
@@ -70,3 +73,36 @@ def cached_scores(store: ResultsDir, run: str, gens: list[Generation], scorers, 
               "per_sample": {"prompt_ids": [g.prompt_id for g in gens], **per_sample}}
     write_json(path, scores)
     return scores
+
+
+def share_featurisation(world: World, store: ResultsDir, cfg: ExperimentConfig, prompts: list[Prompt],
+                        device: str) -> None:
+    """Under torchrun, the text features that scorers need (MAUVE's) are computed by all ranks
+    before rank 0 scores: the featuriser's fixed batches are shared out as generation batches
+    are, and rank 0 writes each run's features to the cache where the scorer then finds them,
+    equal to the bytes one process computes. A world of one leaves it to the scorers."""
+    if not world.distributed:
+        return
+    for spec in cfg.scorers:
+        scorer = spec.build()
+        if not hasattr(scorer, "load_featurizer"):
+            continue
+        featurizer = world.everywhere(lambda: scorer.load_featurizer(cfg.model.name, device))
+        for run, texts in world.on_main(lambda: missing_features(store, cfg, prompts, featurizer)):
+            encoded, chunks = featurizer.plan(texts)
+            parts: list[np.ndarray] = []
+            for_each_share(world, chunks, lambda chunk: featurizer.forward(encoded, chunk),
+                           lambda chunk, rows: parts.append(rows))
+            if world.is_main:
+                path = feature_cache_path(featurizer, texts, store.root / "cache", run)
+                save_features(path, featurizer.assemble(len(texts), chunks, parts))
+
+
+def missing_features(store: ResultsDir, cfg: ExperimentConfig, prompts: list[Prompt], featurizer) -> list[tuple[str, list[str]]]:
+    """(run, texts in prompt order) for every run whose features are not cached yet."""
+    out = []
+    for run in [HUMAN_RUN] + [s.name for s in cfg.samplers]:
+        texts = [g.text for g in aligned(store, run, prompts)]
+        if not feature_cache_path(featurizer, texts, store.root / "cache", run).is_file():
+            out.append((run, texts))
+    return out

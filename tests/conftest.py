@@ -19,6 +19,16 @@ def corpus_jsonl(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """Headless chromium with one page (tests/chromium.py); skips where it cannot run."""
+    from chromium import launch
+
+    started = launch(tmp_path_factory)
+    yield started
+    started.close()
+
+
+@pytest.fixture(scope="module")
 def one_thread():
     """For tests made of thousands of tiny tensor operations: one torch thread. On a busy
     machine two threads contending for two cores made such tests 10-20x slower (measured)."""

@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
-from evalharness.decoding import inverse_cdf_sample, row_seed, teacher_forced_logprobs
+from evalharness.decoding import draw_uniforms, inverse_cdf_sample, row_seed, teacher_forced_logprobs
 from evalharness.models import load_model
 from evalharness.samplers import SAMPLERS
 from helpers import decode_batches as run, padded_contexts as contexts
@@ -19,9 +19,18 @@ LOGITS = torch.tensor([[2.0, 1.5, 1.0, 0.5, 0.0, -0.5, -1.0, -2.0, -3.0, -4.0]])
 
 def draw(sampler, n=20_000):
     scores = sampler.process(LOGITS).expand(n, -1)
-    generators = [torch.Generator().manual_seed(row_seed(0, str(i), "freq")) for i in range(n)]
-    tokens = inverse_cdf_sample(torch.log_softmax(scores, dim=-1), generators)
+    uniforms = draw_uniforms([row_seed(0, str(i), "freq") for i in range(n)], 1, "cpu")[:, 0]
+    tokens = inverse_cdf_sample(torch.log_softmax(scores, dim=-1), uniforms)
     return np.bincount(tokens.numpy(), minlength=LOGITS.shape[1])
+
+
+def test_uniforms_drawn_up_front_are_the_draws_of_one_per_step():
+    seeds = [row_seed(0, str(i), "up-front") for i in range(5)]
+    upfront = draw_uniforms(seeds, 300, "cpu")
+    for row, seed in zip(upfront, seeds):
+        generator = torch.Generator().manual_seed(seed)
+        one_by_one = torch.stack([torch.rand((), generator=generator, dtype=torch.float64) for _ in range(300)])
+        assert torch.equal(row, one_by_one)
 
 
 def target(sampler):

@@ -126,14 +126,21 @@ class Mauve(Scorer):
         if self.featurizer not in ("minilm", "model") and self.featurizer not in LOADERS:
             check_hf_featurizer(self.featurizer)
 
-    def features(self, generations: Sequence[Generation], ctx: ScoringContext) -> tuple[np.ndarray, np.ndarray]:
-        """(human features, run features); the human ones come from the cache when present."""
-        from evalharness.featurize import cached_features, get_featurizer
+    def load_featurizer(self, model_name: str, device: str):
+        """The featuriser of these options (loaded once per process). Scorers that have this
+        method get their features computed by all ranks under torchrun (evalharness.scoring)."""
+        from evalharness.featurize import get_featurizer
 
-        featurizer = get_featurizer(self.featurizer, model_name=ctx.model_name, device=ctx.device,
-                                    max_tokens=self.max_tokens, batch_size=self.batch_size)
-        human = cached_features(featurizer, [g.text for g in ctx.human], ctx.cache_dir, "human")
-        return human, featurizer([g.text for g in generations])
+        return get_featurizer(self.featurizer, model_name=model_name, device=device,
+                              max_tokens=self.max_tokens, batch_size=self.batch_size)
+
+    def features(self, generations: Sequence[Generation], ctx: ScoringContext) -> tuple[np.ndarray, np.ndarray]:
+        """(human features, run features), each from the cache under ctx.cache_dir when present."""
+        from evalharness.featurize import cached_features
+
+        featurizer = self.load_featurizer(ctx.model_name, ctx.device)
+        human = cached_features(featurizer, [g.text for g in ctx.human], ctx.cache_dir, HUMAN_RUN)
+        return human, cached_features(featurizer, [g.text for g in generations], ctx.cache_dir, generations[0].run)
 
     def score(self, generations: Sequence[Generation], ctx: ScoringContext) -> ScoreResult:
         if len(generations) < 2 or any(g.run == HUMAN_RUN for g in generations):

@@ -1,0 +1,175 @@
+"""The rating page in headless chromium (tests/chromium.py), served by the real `annotate`
+command: rate a HIT with the keyboard only, submit with Enter, get the next HIT, finish; the
+ratings are in SQLite; markup and script in a generation stay visible text and run nothing.
+Also the MTurk question template, filled in with a batch row as MTurk would.
+
+A screenshot of the page is kept in the test's tmp folder (and copied to
+$EVALHARNESS_SCREENSHOTS when that is set)."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+
+from annotation_helpers import INJECTED, Server, load_plan, read_db, write_results
+from chromium import keep_screenshot
+from evalharness.cli import main
+
+RUNS = ["human", "greedy"]
+KEYS = {str(d): 48 + d for d in range(10)} | {"Enter": 13}
+
+
+@pytest.fixture(scope="module")
+def served(browser, tmp_path_factory):
+    """Requested after `browser`, so no server starts where the test will skip."""
+    root = write_results(tmp_path_factory.mktemp("page") / "results", RUNS, prompts=4, inject=True)
+    server = Server(root, "--per-item", 2, "--hit-size", 4, "--annotators", 2)
+    yield server
+    server.stop()
+
+
+def press(browser, key: str) -> None:
+    code = "Enter" if key == "Enter" else f"Digit{key}"
+    text = "\r" if key == "Enter" else key
+    for kind in ("keyDown", "keyUp"):
+        event = {"type": kind, "key": key, "code": code, "windowsVirtualKeyCode": KEYS[key]}
+        browser.send("Input.dispatchKeyEvent", {**event, "text": text} if kind == "keyDown" else event)
+
+
+def wait_until(browser, expression: str, seconds: float = 30.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = browser.evaluate(expression)
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {expression}; status: {browser.evaluate(STATUS)}")
+
+
+STATUS = "document.getElementById('status').textContent"
+FACTS = """JSON.stringify({
+  texts: Array.from(document.querySelectorAll('#items .text')).map(p => p.textContent),
+  radios: document.querySelectorAll('#items input[type=radio]').length,
+  unlabelled: Array.from(document.querySelectorAll('input')).filter(i => !i.closest('label')).length,
+  legends: Array.from(document.querySelectorAll('fieldset')).every(f => f.querySelector('legend')),
+  scripts: document.scripts.length,
+  smuggled: document.querySelectorAll('#items img, #items script, #items [onerror]').length,
+  checked: Array.from(document.querySelectorAll('#items fieldset')).map(
+      f => (f.querySelector('input:checked') || {value: null}).value),
+  active: document.activeElement ? document.activeElement.id : null,
+  submit_disabled: document.getElementById('submit').disabled,
+  progress: document.getElementById('progress-text').textContent,
+})"""
+
+
+def facts(browser) -> dict:
+    return json.loads(browser.evaluate(FACTS))
+
+
+def value_for(text: str) -> int:
+    """The simulated annotator's rating of a text (varied, so a wrong mapping shows)."""
+    return 1 + sum(map(ord, text)) % 6
+
+
+def no_dialogs(browser) -> bool:
+    return not any(e.get("method") == "Page.javascriptDialogOpening" for e in browser.events)
+
+
+def rate_hit_with_keyboard(browser, tmp_path=None) -> list[tuple[str, int]]:
+    shown = facts(browser)["texts"]
+    typed = []
+    for index, text in enumerate(shown):
+        value = value_for(text)
+        press(browser, str(value))
+        typed.append((text, value))
+        if tmp_path is not None and index == len(shown) // 2:
+            keep_screenshot(browser, tmp_path / "annotate-page.png")
+    return typed
+
+
+def test_keyboard_rating_submit_and_next_hit(browser, served, tmp_path):
+    plan = load_plan(served.root)
+    token = served.links()["a01"]
+    browser.send("Emulation.setDeviceMetricsOverride", {"width": 1000, "height": 1300, "deviceScaleFactor": 1,
+                                                         "mobile": False})
+    browser.load_url(f"http://127.0.0.1:{served.port}/?token={token}")
+    wait_until(browser, "document.querySelectorAll('#items .item').length === 4")
+    first = facts(browser)
+    assert first["radios"] == 24 and first["unlabelled"] == 0 and first["legends"]
+    assert first["scripts"] == 1 and first["smuggled"] == 0 and first["submit_disabled"]
+    typed = rate_hit_with_keyboard(browser, tmp_path)
+    after = facts(browser)
+    assert after["checked"] == [str(v) for _, v in typed]
+    assert after["active"] == "submit" and not after["submit_disabled"]
+    press(browser, "Enter")
+    wait_until(browser, f"{STATUS}.startsWith('Saved 4 ratings')")
+    wait_until(browser, "document.querySelectorAll('#items .item').length === 4")
+    second = facts(browser)
+    assert set(second["texts"]).isdisjoint(first["texts"]) and "HIT 2 of at most 2" in second["progress"]
+    assert stored_ratings(served, plan) == sorted(typed)
+    typed += rate_hit_with_keyboard(browser)
+    press(browser, "Enter")
+    wait_until(browser, "!document.getElementById('finished').hidden")
+    assert "rated every text" in browser.evaluate("document.getElementById('finished-text').textContent")
+    assert stored_ratings(served, plan) == sorted(typed)
+    assert browser.errors() == [] and no_dialogs(browser)
+
+
+def stored_ratings(server, plan) -> list[tuple[str, int]]:
+    rows = read_db(server.root, "SELECT item_id, typicality FROM ratings WHERE annotator = 'a01'")
+    return sorted((plan.items[item_id].text, value) for item_id, value in rows)
+
+
+def test_markup_in_a_generation_stays_text_and_runs_nothing(browser, served):
+    """Another annotator: every HIT holds one whole run, so one injected text (prompt 00000)."""
+    browser.load_url(f"http://127.0.0.1:{served.port}/?token={served.links()['a02']}")
+    wait_until(browser, "document.querySelectorAll('#items .item').length === 4")
+    shown = facts(browser)
+    assert sum(text.endswith(INJECTED) for text in shown["texts"]) == 1
+    assert shown["scripts"] == 1 and shown["smuggled"] == 0
+    assert browser.evaluate("document.getElementById('items').innerText").count("<script>alert(1)</script>") == 1
+    browser.drain(0.5)  # an image load attempt or a CSP report would arrive now
+    assert browser.errors() == [] and no_dialogs(browser)
+
+
+def test_the_page_fits_a_phone(browser, served):
+    browser.send("Emulation.setDeviceMetricsOverride", {"width": 390, "height": 844, "deviceScaleFactor": 2,
+                                                         "mobile": True})
+    try:
+        browser.load_url(f"http://127.0.0.1:{served.port}/?token={served.links()['a02']}")
+        wait_until(browser, "document.querySelectorAll('#items .item').length === 4")
+        layout = json.loads(browser.evaluate("""JSON.stringify({
+          overflow: document.documentElement.scrollWidth - window.innerWidth,
+          smallest: Math.min(...Array.from(document.querySelectorAll('.choices label'))
+                      .map(l => Math.min(l.getBoundingClientRect().height, l.getBoundingClientRect().width))),
+        })"""))
+        assert layout["overflow"] <= 0 and layout["smallest"] >= 44, layout  # touch targets >= 44 px
+    finally:
+        browser.send("Emulation.setDeviceMetricsOverride", {"width": 1280, "height": 1600, "deviceScaleFactor": 1,
+                                                             "mobile": False})
+
+
+def test_the_mturk_template_shows_texts_as_text(browser, tmp_path):
+    import csv
+
+    root = write_results(tmp_path / "results", RUNS, prompts=3, inject=True,
+                         texts_for={("human", "00001"): "Café ☕ 🙂 日本語\nline two"})
+    assert main(["annotate", "mturk", str(root), "--per-item", "2", "--hit-size", "5"]) == 0
+    template = (root / "annotation" / "mturk_question.html").read_text()
+    with open(root / "annotation" / "mturk_batch.csv", newline="") as handle:
+        row = next(r for r in csv.DictReader(handle) if load_plan(root).group_by_id[r["group_id"]].run == "human")
+    page = re.sub(r"\$\{(\w+)\}", lambda m: row[m.group(1)], template)  # MTurk's substitution
+    page = page.replace('<script src="https://assets.crowd.aws/crowd-html-elements.js"></script>', "")  # offline
+    (tmp_path / "hit.html").write_text(page, encoding="utf-8")
+    browser.load(tmp_path / "hit.html")
+    shown = json.loads(browser.evaluate("JSON.stringify(Array.from(document.querySelectorAll('section.item .text'))"
+                                        ".map(p => p.textContent))"))
+    plan = load_plan(root)
+    group = plan.group_by_id[row["group_id"]]
+    assert shown == [plan.items[i].text for i in group.item_ids]
+    assert "Café ☕ 🙂 日本語\nline two" in shown and any(INJECTED in text for text in shown)
+    assert browser.evaluate("document.querySelectorAll('section.item img, section.item script').length") == 0
+    assert browser.errors() == [] and no_dialogs(browser)
