@@ -129,7 +129,9 @@ def human_text_section(rows: Sequence[dict], oracle: dict | None) -> str:
     """How much of the human text each sampler allows, beside the oracle's answer (if it was run)."""
     runs = [r for r in rows if "human_coverage" in r["metrics"]]
     if not runs:
-        return ""
+        return ('<section id="human-text"><h2>How much of the human text each sampler allows</h2><p class="note">'
+                "No run has these metrics: only search methods, or results scored before evalharness "
+                "computed them (run the experiment again to add them).</p></section>")
     head = ("<tr><th>run</th><th>human tokens allowed</th><th>perplexity of human text under the sampler</th>"
             + ("<th>oracle: tokens allowed</th>" if oracle else "") + "</tr>")
     body = "".join(

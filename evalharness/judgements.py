@@ -20,11 +20,12 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from evalharness.annotation.scale import SCALE as RATING_SCALE
 from evalharness.errors import UserError
 
 FILE = "judgements.csv"
 COLUMNS = ("run", "prompt_id", "annotator", "typicality")
-SCALE = {1: "Invalid", 2: "Rare", 3: "Specific", 4: "Average", 5: "Typical", 6: "Very typical"}
+SCALE = {value: label for value, label, _ in RATING_SCALE}
 HOW_TO_GET = ("collect typicality ratings of the generations with `python -m evalharness annotate RESULTS_DIR`, "
               "then `python -m evalharness annotate export RESULTS_DIR` (or write judgements.csv yourself with "
               "columns run,prompt_id,annotator,typicality), or remove huse from scorers")

@@ -67,7 +67,8 @@ class Generation(JsonRecord):
     logprobs_sampler: tuple[float, ...]
     """Natural-log probability of each token under the distribution it was drawn from.
     Search methods (greedy, beam, contrastive) draw from no distribution: they record the
-    model's log-probability, as Holtzman et al.'s code does."""
+    model's log-probability, as Holtzman et al.'s code does. Stochastic beam search records the
+    model's too: its output is a draw from the model's own distribution over sequences."""
 
     @property
     def content_ids(self) -> tuple[int, ...]:
