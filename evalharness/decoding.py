@@ -127,23 +127,36 @@ def sample_loop(model, contexts: Sequence[Sequence[int]], sampler: Sampler, max_
     return cut_at_eos(*(torch.stack(s, dim=1).cpu() for s in zip(*steps)), eos_id)
 
 
+def _teacher_forced(model, contexts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]],
+                    pad_id: int, device: str) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """One forward pass over context + continuation rows (left-padded): (ids, float32 logits,
+    per row the column whose logits predict the first continuation token)."""
+    rows = [list(c) + list(x) for c, x in zip(contexts, continuations)]
+    ids, mask = left_pad(rows, pad_id, device)
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask)).logits.float()
+    # Token j of the continuation sits at column width - len(cont) + j; it is predicted by the
+    # logits one column before.
+    return ids, logits, [ids.shape[1] - len(cont) - 1 for cont in continuations]
+
+
 @torch.inference_mode()
 def teacher_forced_logprobs(model, contexts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]],
                             pad_id: int, device: str) -> list[list[float]]:
     """The model's log-probability of each continuation token given the context and the
     preceding continuation tokens (used for human text and for beam search outputs)."""
-    rows = [list(c) + list(x) for c, x in zip(contexts, continuations)]
-    ids, mask = left_pad(rows, pad_id, device)
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask)).logits.float()
+    ids, logits, starts = _teacher_forced(model, contexts, continuations, pad_id, device)
     logprobs = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
-    width = ids.shape[1]
-    out = []
-    for i, cont in enumerate(continuations):
-        # Token j of the continuation sits at column width - len(cont) + j; it is predicted
-        # by the logits one column before, which is index width - len(cont) + j - 1 here.
-        start = width - len(cont) - 1
-        out.append(logprobs[i, start:start + len(cont)].tolist() if cont else [])
-    return out
+    return [logprobs[i, start:start + len(cont)].tolist() if cont else []
+            for i, (start, cont) in enumerate(zip(starts, continuations))]
+
+
+@torch.inference_mode()
+def continuation_logits(model, contexts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]],
+                        pad_id: int, device: str) -> list[torch.Tensor]:
+    """Per row, the (len(continuation), vocab) float32 logits that predict each continuation
+    token given the context and the preceding continuation tokens (e.g. for token ranks)."""
+    _, logits, starts = _teacher_forced(model, contexts, continuations, pad_id, device)
+    return [logits[i, start:start + len(cont)] for i, (start, cont) in enumerate(zip(starts, continuations))]
 
 
 def decode(model, contexts, sampler: Sampler, max_new_tokens: int, eos_id: int | None, pad_id: int,

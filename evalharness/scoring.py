@@ -29,7 +29,8 @@ def score_experiment(store: ResultsDir, cfg: ExperimentConfig, prompts: list[Pro
     human = aligned(store, HUMAN_RUN, prompts)
     ctx = ScoringContext(human=human, resamples=cfg.bootstrap.resamples,
                          seed=cfg.seed if cfg.bootstrap.seed is None else cfg.bootstrap.seed,
-                         cache_dir=store.root / "cache", model_name=cfg.model.name, device=device)
+                         cache_dir=store.root / "cache", model_name=cfg.model.name, device=device,
+                         contexts=[p.context_ids for p in prompts])
     scorers = [spec.build() for spec in cfg.scorers]
     runs = [(HUMAN_RUN, HUMAN_RUN, {})] + [(s.name, s.sampler, s.params_dict) for s in cfg.samplers]
     rows = []

@@ -63,3 +63,14 @@ scorers: {scorers}
 bootstrap: {{resamples: 20}}
 {extra}""")
     return path
+
+
+def prose_chunks(n: int, words: int = 40, offset: int = 0) -> list[str]:
+    """English prose that every Python carries (pydoc's help topics), read at test time and cut
+    into n consecutive chunks of `words` words, starting at chunk `offset`."""
+    from pydoc_data.topics import topics
+
+    tokens = [w for key in sorted(topics) for w in topics[key].split()]
+    if (offset + n) * words > len(tokens):
+        raise ValueError(f"pydoc topics hold only {len(tokens) // words} chunks of {words} words")
+    return [" ".join(tokens[i * words:(i + 1) * words]) for i in range(offset, offset + n)]

@@ -8,3 +8,5 @@ from evalharness.scorers import self_bleu  # noqa: F401
 from evalharness.scorers import zipf  # noqa: F401
 from evalharness.scorers import distinct  # noqa: F401
 from evalharness.scorers import mauve  # noqa: F401
+from evalharness.scorers import detectability  # noqa: F401
+from evalharness.scorers import evaluate_metric  # noqa: F401
