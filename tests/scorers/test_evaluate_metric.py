@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evalharness import config
+from evalharness import config, evaluate_modules
 from evalharness.errors import UserError
 from evalharness.records import HUMAN_RUN
 from evalharness.scorers.evaluate_metric import EvaluateMetric, numeric_outputs
@@ -118,21 +118,33 @@ def offline(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
-def test_cli_runs_a_local_module_with_the_network_cut(tmp_path, tiny_model_dir, corpus_jsonl):
+def test_cli_runs_local_modules_with_the_network_cut(tmp_path, tiny_model_dir, corpus_jsonl):
+    """A module written here and our five modules, through `python -m evalharness run`, offline."""
     folder = write_module(tmp_path, "word_overlap", WORD_OVERLAP)
-    scorers = f"[length, {{name: evaluate, path: {folder}, as: ov, scale: 1.0}}]"
-    good = write_experiment(tmp_path / "good.yaml", tiny_model_dir, corpus_jsonl, "[greedy]", scorers=scorers)
+    ours = ", ".join(f"{{name: evaluate, path: {evaluate_modules.path(n)}, as: ev_{n}}}"
+                     for n in evaluate_modules.names() if n != "detectability")
+    detect = f"{{name: evaluate, path: {evaluate_modules.path('detectability')}, as: ev_det, features: [tfidf]}}"
+    scorers = f"[length, {{name: evaluate, path: {folder}, as: ov, scale: 1.0}}, {ours}, {detect}]"
+    good = write_experiment(tmp_path / "good.yaml", tiny_model_dir, corpus_jsonl, "[greedy]", scorers=scorers,
+                            num_prompts=10)
     out = offline([sys.executable, "-m", "evalharness", "run", str(good), "--output", str(tmp_path / "res")], tmp_path)
     assert out.returncode == 0, out.stderr
     rows = {r["run"]: r for r in json.loads((tmp_path / "res" / "summary.json").read_text())}
-    assert {"ov.overlap", "ov.pairs", "ov.nested.first"} <= set(rows["greedy"]["metrics"])
-    assert "ov.overlap" in rows["greedy"]["ci"]
-    assert not any(m.startswith("ov.") for m in rows[HUMAN_RUN]["metrics"])
+    greedy, human = rows["greedy"]["metrics"], rows[HUMAN_RUN]["metrics"]
+    assert {"ov.overlap", "ov.pairs", "ov.nested.first"} <= set(greedy) and "ov.overlap" in rows["greedy"]["ci"]
+    assert {"ev_self_bleu.self_bleu", "ev_zipf.zipf", "ev_repetition.repetition", "ev_distinct.distinct_1",
+            "ev_det.detectability_auc_tfidf"} <= set(greedy)
+    assert not any(m.startswith(("ov.", "ev_det.")) for m in human)  # these need references
+    assert "ev_zipf.zipf" in human  # this one does not
 
+
+def test_cli_stops_before_generation_on_a_module_it_cannot_get(tmp_path, tiny_model_dir, corpus_jsonl, monkeypatch, capsys):
+    from evalharness.cli import main
+
+    monkeypatch.setattr("evalharness.models.hub_reachable", lambda timeout=5.0: False)  # as offline
     hub = write_experiment(tmp_path / "hub.yaml", tiny_model_dir, corpus_jsonl, "[greedy]",
-                           scorers="[{name: evaluate, path: rouge}]")
-    out = offline([sys.executable, "-m", "evalharness", "run", str(hub), "--output", str(tmp_path / "hub")], tmp_path)
-    assert out.returncode == 2
-    message = out.stderr.strip()
-    assert len(message.splitlines()) == 1 and "'rouge'" in message and "unreachable" in message, message
+                           scorers="[{name: evaluate, path: no_such_metric_evalharness}]")
+    assert main(["run", str(hub), "--output", str(tmp_path / "hub")]) == 2
+    message = capsys.readouterr().err.strip()
+    assert len(message.splitlines()) == 1 and "'no_such_metric_evalharness'" in message and "unreachable" in message, message
     assert not (tmp_path / "hub").exists()  # refused before the results folder, let alone generation
