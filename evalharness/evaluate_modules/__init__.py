@@ -53,6 +53,41 @@ class WordTokenizer:
         return " ".join(self.words[i] for i in ids)
 
 
+HOLTZMAN_2020 = """\
+@inproceedings{holtzman2020curious,
+  title={The Curious Case of Neural Text Degeneration},
+  author={Holtzman, Ari and Buys, Jan and Du, Li and Forbes, Maxwell and Choi, Yejin},
+  booktitle={ICLR},
+  year={2020}
+}
+"""
+
+TOKEN_INPUTS = """\
+    predictions: list of token-id lists (exact), or list of texts (encoded with `tokenizer`, or
+        split into whitespace words without one).
+    tokenizer: an object with encode(text), e.g. a transformers tokenizer, for text inputs.
+    eos_token_id (int or None): a trailing end-of-text id is dropped, as the harness does.
+    resamples (int): with > 0, also `<metric>_low`/`<metric>_high`: a 95% bootstrap interval.
+    seed (int): seed of the bootstrap (and of self_bleu's hypothesis draw), default 0.
+"""
+"""The inputs every token-level module takes (its own options are listed beside them)."""
+
+
+def token_metric_info(description: str, citation: str, inputs_description: str, urls: list[str]):
+    """The MetricInfo of a token-level module."""
+    import evaluate
+
+    return evaluate.MetricInfo(description=description, citation=citation, inputs_description=inputs_description,
+                               features=token_features(), reference_urls=urls)
+
+
+def score_tokens(scorer, predictions: Sequence, tokenizer=None, eos_token_id: int | None = None,
+                 resamples: int = 0, seed: int = 0) -> dict:
+    """A token-level module's result: `scorer` on the predictions as Generation records."""
+    generations = as_generations(encode_all(predictions, tokenizer), eos_token_id=eos_token_id)
+    return scorer_output(scorer.score, generations, resamples, seed)
+
+
 def token_features():
     """Inputs of the token-level modules: token-id lists, or texts."""
     import datasets

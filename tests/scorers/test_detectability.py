@@ -178,3 +178,44 @@ def test_auc_and_accuracy_equal_sklearns():
         auc, acc = auc_and_accuracy(y, scores)
         assert auc == pytest.approx(roc_auc_score(y, scores), abs=1e-12)
         assert acc == pytest.approx(accuracy_score(y, scores > 0.5))
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    """A 2-layer BERT with MiniLM's tokenizer: the fine-tuning loop at a fraction of the cost."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from evalharness.featurize import minilm_path
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path(), local_files_only=True)
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64)).save_pretrained(folder)
+    return folder
+
+
+def test_finetuned_classifier_learns_a_separable_task_and_is_seeded(tiny_bert):
+    from evalharness.finetune_detector import FineTunedMiniLM
+
+    texts = ["a calm and gentle morning", "the quiet river at dawn", "soft light over the hills", "a warm and kind word",
+             "error error error error", "fatal crash dump again", "segfault core dumped now", "stack overflow panic loop"]
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+
+    def fitted():
+        return FineTunedMiniLM(epochs=8, learning_rate=3e-3, batch_size=8, seed=0, device="cpu", path=tiny_bert)
+
+    first, again = fitted().fit(texts, labels).predict_proba(texts), fitted().fit(texts, labels).predict_proba(texts)
+    np.testing.assert_array_equal(first, again)
+    assert auc_and_accuracy(labels, first[:, 1])[0] == 1.0
+
+
+def test_finetune_feature_through_the_scorer(evaluated, human_texts, tiny_bert, monkeypatch):
+    monkeypatch.setattr("evalharness.finetune_detector.minilm_path", lambda: tiny_bert)
+    human = records(human_texts[:10], evaluated.tokenizer, "human")
+    rng = random.Random(3)
+    scrambled = records([shuffled(t, rng) for t in human_texts[:10]], evaluated.tokenizer, "shuffled")
+    result = Detectability(features=("finetune",), finetune_epochs=1).score(scrambled, context(human[:10], resamples=20))
+    assert set(result.values) == {"detectability_auc_finetune", "detectability_acc_finetune"}
+    assert all(0.0 <= v <= 1.0 for v in result.values.values())

@@ -3,7 +3,7 @@ module: exactly evalharness's `detectability` scorer."""
 
 import evaluate
 
-from evalharness.evaluate_modules import WordTokenizer, as_generations, encode_all, scorer_output
+from evalharness.evaluate_modules import HOLTZMAN_2020, WordTokenizer, as_generations, encode_all, scorer_output
 
 _CITATION = """\
 @misc{openai2019gpt2output,
@@ -18,13 +18,7 @@ _CITATION = """\
   booktitle={ACL: System Demonstrations},
   year={2019}
 }
-@inproceedings{holtzman2020curious,
-  title={The Curious Case of Neural Text Degeneration},
-  author={Holtzman, Ari and Buys, Jan and Du, Li and Forbes, Maxwell and Choi, Yejin},
-  booktitle={ICLR},
-  year={2020}
-}
-"""
+""" + HOLTZMAN_2020
 
 _DESCRIPTION = """\
 Detectability: how well a classifier tells generated texts (predictions) from the human texts

@@ -3,7 +3,7 @@
 
 import evaluate
 
-from evalharness.evaluate_modules import as_generations, encode_all, scorer_output, token_features
+from evalharness.evaluate_modules import TOKEN_INPUTS, score_tokens, token_metric_info
 
 _CITATION = """\
 @inproceedings{li2016diversity,
@@ -31,12 +31,7 @@ Lexical diversity of a set of texts, on tokens:
 
 _KWARGS_DESCRIPTION = """
 Args:
-    predictions: list of token-id lists (exact), or list of texts (encoded with `tokenizer`, or
-        split into whitespace words without one).
-    tokenizer: an object with encode(text), e.g. a transformers tokenizer, for text inputs.
-    eos_token_id (int or None): a trailing end-of-text id is dropped, as the harness does.
-    resamples (int): with > 0, also `<metric>_low`/`<metric>_high`: a 95% bootstrap interval.
-    seed (int): bootstrap seed (default 0).
+""" + TOKEN_INPUTS + """\
 Returns:
     distinct_1..distinct_4 and diversity (in [0, 1]), rep_2..rep_4 (percent, in [0, 100]);
     a metric with no n-grams is left out.
@@ -52,14 +47,10 @@ Examples:
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class Distinct(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION, citation=_CITATION, inputs_description=_KWARGS_DESCRIPTION,
-            features=token_features(),
-            reference_urls=["https://arxiv.org/abs/1510.03055", "https://arxiv.org/abs/2202.06417"],
-        )
+        return token_metric_info(_DESCRIPTION, _CITATION, _KWARGS_DESCRIPTION,
+                                 ["https://arxiv.org/abs/1510.03055", "https://arxiv.org/abs/2202.06417"])
 
     def _compute(self, predictions, tokenizer=None, eos_token_id=None, resamples=0, seed=0):
         from evalharness.scorers.distinct import Distinct as Scorer
 
-        generations = as_generations(encode_all(predictions, tokenizer), eos_token_id=eos_token_id)
-        return scorer_output(Scorer().score, generations, resamples, seed)
+        return score_tokens(Scorer(), predictions, tokenizer, eos_token_id, resamples, seed)

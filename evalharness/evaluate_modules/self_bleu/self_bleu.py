@@ -2,7 +2,7 @@
 
 import evaluate
 
-from evalharness.evaluate_modules import as_generations, encode_all, scorer_output, token_features
+from evalharness.evaluate_modules import HOLTZMAN_2020, TOKEN_INPUTS, score_tokens, token_metric_info
 
 _CITATION = """\
 @inproceedings{zhu2018texygen,
@@ -11,13 +11,7 @@ _CITATION = """\
   booktitle={SIGIR},
   year={2018}
 }
-@inproceedings{holtzman2020curious,
-  title={The Curious Case of Neural Text Degeneration},
-  author={Holtzman, Ari and Buys, Jan and Du, Li and Forbes, Maxwell and Choi, Yejin},
-  booktitle={ICLR},
-  year={2020}
-}
-"""
+""" + HOLTZMAN_2020
 
 _DESCRIPTION = """\
 Self-BLEU (Zhu et al. 2018) measures how similar a set of generations is to itself: each text is a
@@ -28,16 +22,11 @@ the mean. Higher = less diverse. BLEU is exactly NLTK's sentence_bleu with unifo
 
 _KWARGS_DESCRIPTION = """
 Args:
-    predictions: list of token-id lists (exact), or list of texts (encoded with `tokenizer`, or
-        split into whitespace words without one). At least two.
+""" + TOKEN_INPUTS + """\
     n (int): BLEU order of `self_bleu` (default 4).
     orders (list of int): further orders, each returned as `self_bleu_<k>`.
     max_hypotheses (int or None): score only that many hypotheses, drawn with
         random.Random(seed).sample (the paper's 1,000-sample protocol); references stay all texts.
-    seed (int): seed of that draw (default 0).
-    tokenizer: an object with encode(text), e.g. a transformers tokenizer, for text inputs.
-    eos_token_id (int or None): a trailing end-of-text id is dropped, as the harness does.
-    resamples (int): with > 0, also `<metric>_low`/`<metric>_high`: a 95% bootstrap interval.
 Returns:
     self_bleu (float in [0, 1]), and self_bleu_<k> for each extra order.
 Examples:
@@ -52,16 +41,12 @@ Examples:
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class SelfBleu(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION, citation=_CITATION, inputs_description=_KWARGS_DESCRIPTION,
-            features=token_features(),
-            reference_urls=["https://arxiv.org/abs/1802.01886", "https://arxiv.org/abs/1904.09751"],
-        )
+        return token_metric_info(_DESCRIPTION, _CITATION, _KWARGS_DESCRIPTION,
+                                 ["https://arxiv.org/abs/1802.01886", "https://arxiv.org/abs/1904.09751"])
 
     def _compute(self, predictions, n=4, orders=(), max_hypotheses=None, seed=0, tokenizer=None,
                  eos_token_id=None, resamples=0):
         from evalharness.scorers.self_bleu import SelfBleu as Scorer
 
         scorer = Scorer(n=n, orders=tuple(orders), max_hypotheses=max_hypotheses, seed=seed)
-        generations = as_generations(encode_all(predictions, tokenizer), eos_token_id=eos_token_id)
-        return scorer_output(scorer.score, generations, resamples, seed)
+        return score_tokens(scorer, predictions, tokenizer, eos_token_id, resamples, seed)
