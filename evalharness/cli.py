@@ -49,7 +49,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name in SCORERS.names():
         cls = SCORERS.get(name)
         doc = (cls.__doc__ or "").strip().splitlines()[0]
-        print(f"  {name:<12} metrics: {', '.join(cls.metrics)}")
+        print(f"  {name:<12} metrics: {', '.join(cls.metrics) or '(named by its options)'}")
         print(f"  {'':<12} options: {', '.join(cls.options()) or 'none'} — {doc}")
     return 0
 

@@ -68,7 +68,7 @@ class ScorerSpec:
     options: tuple[tuple[str, Any], ...] = ()
 
     def build(self):
-        return SCORERS.get(self.name)(**dict(self.options))
+        return SCORERS.get(self.name).from_options(dict(self.options))
 
 
 @dataclass(frozen=True)
@@ -336,7 +336,7 @@ def build_sampler(spec: RunSpec):
 def _scorers(raw: Any) -> tuple[ScorerSpec, ...]:
     if not isinstance(raw, list) or not raw:
         raise UserError("scorers: must be a non-empty list of scorer names")
-    specs, seen = [], set()
+    specs, seen = [], {}
     for i, item in enumerate(raw):
         where = f"scorers[{i}]"
         name, options = _entry(item, where)
@@ -344,17 +344,20 @@ def _scorers(raw: Any) -> tuple[ScorerSpec, ...]:
         cls = SCORERS.get(name, where)
         allowed = cls.options()
         for key in options:
-            if key not in allowed:
+            if key not in allowed and not cls.extra_options:
                 raise UserError(f"{where} ({name}): unknown option {key!r}; {name} takes: "
                                 f"{', '.join(allowed) or 'no options'}")
         try:
-            spec.build()
+            identity = spec.build().key
         except UserError as exc:
             raise UserError(f"{where} ({name}).{exc}") from None
-        if name not in seen:
+        if identity in seen and seen[identity] != spec:
+            raise UserError(f"{where} ({name}): a second entry for {identity!r} with other options; "
+                            "keep one (evaluate scorers: give each its own `as`)")
+        if identity not in seen:
             specs.append(spec)
-            seen.add(name)
-    for position, name in enumerate(ALWAYS_SCORED):
+            seen[identity] = spec
+    for position, name in enumerate(ALWAYS_SCORED):  # always reported
         if name not in seen:
             specs.insert(position, ScorerSpec(name))
     return tuple(specs)

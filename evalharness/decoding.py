@@ -170,6 +170,15 @@ def teacher_forced_logprobs(model, contexts: Sequence[Sequence[int]], continuati
             for i, (start, cont) in enumerate(zip(forced.starts, continuations))]
 
 
+@torch.inference_mode()
+def continuation_logits(model, contexts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]],
+                        pad_id: int, device: str) -> list[torch.Tensor]:
+    """Per row, the (len(continuation), vocab) float32 logits that predict each continuation
+    token given the context and the preceding continuation tokens (e.g. for token ranks)."""
+    forced = teacher_forced(model, contexts, continuations, pad_id, device)
+    return [forced.logits[i, start:start + len(cont)] for i, (start, cont) in enumerate(zip(forced.starts, continuations))]
+
+
 def decode(model, contexts, sampler: Sampler, max_new_tokens: int, eos_id: int | None, pad_id: int,
            seeds: Sequence[int], device: str) -> list[Continuation]:
     """Continue every context with the sampler: search methods bring their own loop (and get the

@@ -82,3 +82,14 @@ def decode_batches(loaded, sampler, ctxs, batch: int, seed: int = 0, max_new: in
         seeds = [row_seed(seed, f"{start + i:05d}", "r") for i in range(len(chunk))]
         out += decode(loaded.model, chunk, sampler, max_new, loaded.eos_id, loaded.pad_id, seeds, "cpu")
     return out
+
+
+def prose_chunks(n: int, words: int = 40, offset: int = 0) -> list[str]:
+    """English prose that every Python carries (pydoc's help topics), read at test time and cut
+    into n consecutive chunks of `words` words, starting at chunk `offset`."""
+    from pydoc_data.topics import topics
+
+    tokens = [w for key in sorted(topics) for w in topics[key].split()]
+    if (offset + n) * words > len(tokens):
+        raise ValueError(f"pydoc topics hold only {len(tokens) // words} chunks of {words} words")
+    return [" ".join(tokens[i * words:(i + 1) * words]) for i in range(offset, offset + n)]

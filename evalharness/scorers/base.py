@@ -35,6 +35,9 @@ class ScoringContext:
     human_logprobs.jsonl, the judgements of human raters)."""
     runs: tuple[str, ...] = ()
     """Every run of the experiment, human first."""
+    contexts: Sequence[Sequence[int]] = ()
+    """Context token ids of each prompt, in the same order as `human` (empty when unknown), for
+    scorers that score continuations given their context (detectability's GLTR features)."""
 
 
 class Scorer:
@@ -48,6 +51,9 @@ class Scorer:
     name: ClassVar[str]
     metrics: ClassVar[dict[str, str]] = {}
     needs_human: ClassVar[bool] = False
+    extra_options: ClassVar[bool] = False
+    """True: YAML keys besides options() are accepted and handed to from_options (the `evaluate`
+    scorer passes them on to its metric)."""
 
     def score(self, generations: Sequence[Generation], ctx: ScoringContext) -> ScoreResult:
         raise NotImplementedError
@@ -60,6 +66,16 @@ class Scorer:
     @classmethod
     def options(cls) -> list[str]:
         return [f.name for f in fields(cls)] if hasattr(cls, "__dataclass_fields__") else []
+
+    @classmethod
+    def from_options(cls, options: dict) -> "Scorer":
+        """The scorer a YAML `scorers:` entry describes (`options`: its keys besides `name`)."""
+        return cls(**options)
+
+    @property
+    def key(self) -> str:
+        """What identifies this scorer among an experiment's scorers: one entry per key."""
+        return self.name
 
 
 SCORERS: Registry[type[Scorer]] = Registry("scorer")
