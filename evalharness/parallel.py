@@ -45,6 +45,8 @@ class World:
     timeout_s: float = DEFAULT_TIMEOUT_S
     group: Any = None
     """The gloo process group that carries Python objects (records, errors) between ranks."""
+    probe: Any = None
+    """A second gloo group, only for asking which peer stopped answering after a collective failed."""
 
     @property
     def is_main(self) -> bool:
@@ -61,7 +63,7 @@ class World:
             return action()
         payload, error = _attempt(action) if self.is_main else (None, None)
         box = [_describe(error), payload]
-        torch.distributed.broadcast_object_list(box, src=0, group=self.group)
+        self._collective(lambda: torch.distributed.broadcast_object_list(box, src=0, group=self.group))
         if box[0] is not None:  # rank 0 stands for the whole run here: its error reads as in one process
             _raise(self, [(r, box[0]) for r in range(self.size)], error)
         return box[1]
@@ -72,7 +74,7 @@ class World:
             return action()
         result, error = _attempt(action)
         errors: list = [None] * self.size
-        torch.distributed.all_gather_object(errors, _describe(error), group=self.group)
+        self._collective(lambda: torch.distributed.all_gather_object(errors, _describe(error), group=self.group))
         _raise_if_any(self, errors, error)
         return result
 
@@ -84,19 +86,29 @@ class World:
         result, error = _attempt(action)
         self._check_alive()
         gathered: list | None = [None] * self.size if self.is_main else None
-        torch.distributed.gather_object((_describe(error), result), gathered, dst=0, group=self.group)
+        self._collective(lambda: torch.distributed.gather_object((_describe(error), result), gathered, dst=0,
+                                                                 group=self.group))
         verdict = [[(r, e) for r, (e, _) in enumerate(gathered) if e is not None] if self.is_main else None]
-        torch.distributed.broadcast_object_list(verdict, src=0, group=self.group)
+        self._collective(lambda: torch.distributed.broadcast_object_list(verdict, src=0, group=self.group))
         if verdict[0]:
             _raise(self, verdict[0], error)
         return [r for _, r in gathered] if self.is_main else None
 
-    def _check_alive(self) -> None:
+    def _check_alive(self, group: Any = None) -> None:
         """Rank 0 waits at most `timeout_s` for every peer; a peer that never comes is named."""
         try:
-            torch.distributed.monitored_barrier(group=self.group, timeout=timedelta(seconds=self.timeout_s),
+            torch.distributed.monitored_barrier(group=group or self.group, timeout=timedelta(seconds=self.timeout_s),
                                                 wait_all_ranks=True)
         except RuntimeError as exc:
+            raise RankFailure(hung_message(self, exc)) from None
+
+    def _collective(self, operation: Callable[[], Any]) -> Any:
+        """A collective that times out (a peer stopped answering halfway through the exchange)
+        becomes a RankFailure naming the silent peer, found by a barrier on the probe group."""
+        try:
+            return operation()
+        except RuntimeError as exc:
+            self._check_alive(self.probe)  # raises, naming the peer, when one stays silent
             raise RankFailure(hung_message(self, exc)) from None
 
     def shutdown(self) -> None:
@@ -140,7 +152,8 @@ def start(device: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> World:
     if not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if uses_cuda else "gloo", timeout=timeout)
     group = torch.distributed.new_group(backend="gloo", timeout=timeout) if uses_cuda else torch.distributed.group.WORLD
-    _CURRENT = World(rank, size, local_rank, timeout_s, group)
+    probe = torch.distributed.new_group(backend="gloo", timeout=timeout)
+    _CURRENT = World(rank, size, local_rank, timeout_s, group, probe)
     return _CURRENT
 
 
