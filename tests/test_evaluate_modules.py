@@ -67,12 +67,12 @@ def test_detectability_module_gives_exactly_the_scorers_values():
     def records(batch, run):
         return [Generation(f"{i:05d}", run, t, tuple(tokenizer.encode(t)), 0, False, (), ()) for i, t in enumerate(batch)]
 
-    scorer = Detectability(features=("tfidf", "gltr"), seed=2)
+    scorer = Detectability(features=("tfidf", "gltr"), seed=2, folds=3, inner_folds=2)
     expected = scorer.score(records(run_texts, "run"), ScoringContext(human=records(human_texts, "human"),
                                                                       resamples=40, seed=2, model_name=model))
     module = evaluate.load(evaluate_modules.path("detectability"))
     got = module.compute(predictions=run_texts, references=human_texts, features=["tfidf", "gltr"], model=model,
-                         seed=2, resamples=40)
+                         seed=2, resamples=40, folds=3, inner_folds=2)
     assert {k: v for k, v in got.items() if not k.endswith(("_low", "_high"))} == expected.values
     assert {k: (got[f"{k}_low"], got[f"{k}_high"]) for k in expected.ci} == expected.ci
 

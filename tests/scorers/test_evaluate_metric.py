@@ -123,7 +123,7 @@ def test_cli_runs_local_modules_with_the_network_cut(tmp_path, tiny_model_dir, c
     folder = write_module(tmp_path, "word_overlap", WORD_OVERLAP)
     ours = ", ".join(f"{{name: evaluate, path: {evaluate_modules.path(n)}, as: ev_{n}}}"
                      for n in evaluate_modules.names() if n != "detectability")
-    detect = f"{{name: evaluate, path: {evaluate_modules.path('detectability')}, as: ev_det, features: [tfidf]}}"
+    detect = f"{{name: evaluate, path: {evaluate_modules.path('detectability')}, as: ev_det, features: [tfidf], folds: 2, inner_folds: 2}}"
     scorers = f"[length, {{name: evaluate, path: {folder}, as: ov, scale: 1.0}}, {ours}, {detect}]"
     good = write_experiment(tmp_path / "good.yaml", tiny_model_dir, corpus_jsonl, "[greedy]", scorers=scorers,
                             num_prompts=10)
