@@ -175,7 +175,7 @@ class EvaluateMetric(Scorer):
         scalars, per_text = numeric_outputs(result, self.alias, len(PROBE_TEXTS))
         if not scalars and not per_text:
             raise UserError(f"scorers (evaluate {self.alias}): module {self.path!r} returned no numbers "
-                            f"(got {first_line(ValueError(repr(result)))})")
+                            f"(got {repr(result)[:200]})")
 
     def score(self, generations: Sequence[Generation], ctx: ScoringContext) -> ScoreResult:
         if not generations or (generations[0].run == HUMAN_RUN and needs_references(self.module())):
