@@ -105,6 +105,18 @@ def model_logits(model, ids, mask, pos, cache=None, hidden=False) -> Step:
                 out.hidden_states[-1].to(ids.device) if hidden else None)
 
 
+def choose_tokens(logits: torch.Tensor, sampler: Sampler,
+                  uniforms: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One decoding step for (rows, V) next-token logits: (token, its log-prob under the model,
+    its log-prob under the sampler). With `uniforms` (one per row) the token is drawn by inverse
+    CDF; without, it is the sampler distribution's argmax (greedy)."""
+    logits = logits.float()
+    lp_model = torch.log_softmax(logits, dim=-1)
+    lp_sampler = torch.log_softmax(sampler.process(logits), dim=-1)
+    token = lp_sampler.argmax(dim=-1) if uniforms is None else inverse_cdf_sample(lp_sampler, uniforms)
+    return token, lp_model.gather(-1, token[:, None])[:, 0], lp_sampler.gather(-1, token[:, None])[:, 0]
+
+
 @torch.inference_mode()
 def sample_loop(model, contexts: Sequence[Sequence[int]], sampler: Sampler, max_new_tokens: int,
                 eos_id: int | None, pad_id: int, seeds: Sequence[int], device: str) -> list[Continuation]:
@@ -117,15 +129,9 @@ def sample_loop(model, contexts: Sequence[Sequence[int]], sampler: Sampler, max_
     finished = torch.zeros(len(contexts), dtype=torch.bool, device=device)
     steps: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
     for step in range(max_new_tokens):
-        logits = out.logits[:, -1, :].float()
-        lp_model = torch.log_softmax(logits, dim=-1)
-        lp_sampler = torch.log_softmax(sampler.process(logits), dim=-1)
-        if uniforms is None:
-            token = lp_sampler.argmax(dim=-1)
-        else:
-            token = inverse_cdf_sample(lp_sampler, uniforms[:, step])
-        steps.append((token, lp_model.gather(-1, token[:, None])[:, 0],
-                      lp_sampler.gather(-1, token[:, None])[:, 0]))
+        chosen = choose_tokens(out.logits[:, -1, :], sampler, None if uniforms is None else uniforms[:, step])
+        token = chosen[0]
+        steps.append(chosen)
         if eos_id is not None:
             finished |= token == eos_id
         if bool(finished.all()):
