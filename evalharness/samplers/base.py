@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import MISSING, fields
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
 from evalharness.errors import UserError
@@ -110,15 +112,53 @@ def probabilities(scores: torch.Tensor) -> torch.Tensor:
     return torch.softmax(scores.double(), dim=-1)
 
 
-def with_entropy(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(probabilities, log-probabilities, entropy in nats), float64; excluded tokens add 0."""
-    logp = torch.log_softmax(scores.double(), dim=-1)
-    probs = probabilities(scores)
-    entropy = -(probs * logp.nan_to_num(neginf=0.0)).sum(dim=-1, keepdim=True)
-    return probs, logp, entropy
+def with_entropy(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(probabilities, entropy in nats), float64, from one pass of exponentials:
+    H = log Z - sum_x P(x) z(x) for logits z and Z = sum_x exp z(x); excluded tokens add 0."""
+    z = scores.double()
+    top = z.max(dim=-1, keepdim=True).values
+    weight = torch.exp(z - top)
+    total = weight.sum(dim=-1, keepdim=True)
+    probs = weight / total
+    mean_logit = (probs * torch.where(weight > 0, z, 0.0)).sum(dim=-1, keepdim=True)
+    return probs, top + torch.log(total) - mean_logit
 
 
 def keep_argmax(keep: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
     """Never truncate to an empty set: the most likely token always stays."""
     top = scores.argmax(dim=-1, keepdim=True)
     return keep.scatter(-1, top, True)
+
+
+_SORT_THREADS: ThreadPoolExecutor | None = None
+
+
+def sorted_rows(values: torch.Tensor) -> torch.Tensor:
+    """Every row of a 2-D tensor sorted ascending: values only, no indices.
+
+    Truncation needs the order of a row's values, not which token holds which value, and a
+    values-only sort is what CPUs do fast: numpy's vectorised sort is ~5x torch.sort on CPU
+    (which always carries indices). Rows are shared over torch's intra-op threads (numpy
+    releases the GIL while sorting). Other devices use torch.sort."""
+    if values.device.type != "cpu":
+        return torch.sort(values, dim=-1).values
+    rows = values.detach().numpy().copy()
+    threads = min(torch.get_num_threads(), len(rows))
+    if threads <= 1:
+        rows.sort(axis=-1)
+    else:
+        global _SORT_THREADS
+        if _SORT_THREADS is None or _SORT_THREADS._max_workers < threads:
+            _SORT_THREADS = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="evalharness-sort")
+        bounds = np.linspace(0, len(rows), threads + 1).astype(int)
+        list(_SORT_THREADS.map(lambda ab: rows[ab[0]:ab[1]].sort(axis=-1), zip(bounds[:-1], bounds[1:])))
+    return torch.from_numpy(rows)
+
+
+def first_reaching(mass: torch.Tensor, p: float) -> torch.Tensor:
+    """(rows, 1) index of the first column where the running sum of `mass` (float64, in the
+    order given) reaches p times the row's total: the last member of the smallest prefix
+    holding a share p of the mass. At most the last column, so some token always stays."""
+    cumulative = mass.cumsum(dim=-1)
+    last = (cumulative < p * cumulative[:, -1:]).sum(dim=-1, keepdim=True)
+    return last.clamp(max=mass.shape[-1] - 1)

@@ -7,20 +7,24 @@ from dataclasses import dataclass
 import torch
 
 from evalharness.samplers.base import (
-    SAMPLERS, Sampler, apply_temperature, check_float, check_interpolation, check_temperature, probabilities,
-    truncate,
+    SAMPLERS, Sampler, apply_temperature, check_float, check_interpolation, check_temperature, first_reaching,
+    sorted_rows, truncate,
 )
 
 
-def smallest_set_reaching(mass: torch.Tensor, order_key: torch.Tensor, p: float) -> torch.Tensor:
-    """Boolean mask of the smallest prefix, in ascending `order_key`, whose probability `mass`
-    reaches p. Tokens tied on `order_key` with the last one taken are taken too, so the set
-    does not depend on how a sort breaks ties. At least one token is always kept."""
-    sorted_key, order = torch.sort(order_key, dim=-1)
-    cumulative = torch.cumsum(mass.gather(-1, order), dim=-1)
-    last = (cumulative < p).sum(dim=-1, keepdim=True).clamp(max=mass.shape[-1] - 1)
-    threshold = sorted_key.gather(-1, last)
-    return order_key <= threshold
+def nucleus(scores: torch.Tensor, p: float) -> torch.Tensor:
+    """Boolean mask of the smallest set of most likely tokens whose probability reaches p.
+
+    The logits are sorted (values only: probability order is logit order), their float64
+    probabilities summed in that order, and every token at least as likely as the one where
+    the sum reaches p is kept, so tokens tied with it stay and the set does not depend on how
+    a sort breaks ties."""
+    if p >= 1:  # the whole distribution, including tokens too unlikely to move a float64 sum
+        return torch.ones_like(scores, dtype=torch.bool)
+    descending = sorted_rows(-scores).neg()
+    top = descending[:, :1].double()
+    mass = torch.exp(descending.double() - top)  # unnormalised float64 probabilities, largest first
+    return scores >= descending.gather(-1, first_reaching(mass, p))
 
 
 @SAMPLERS.register("top_p")
@@ -29,10 +33,10 @@ class TopP(Sampler):
     """Nucleus sampling (Holtzman et al. 2019): sample from the smallest set of most likely
     tokens whose total probability is >= p, renormalised, after an optional temperature.
 
-    Exact support: sort by probability, find the first rank where the cumulative probability
-    reaches p; keep every token at least as probable as that one (ties at the edge are kept).
-    With interpolation m: (1 - m) * that distribution + m * the tempered full one (see
-    base.truncate)."""
+    Exact support: in order of probability, find the first rank where the cumulative float64
+    probability reaches p; keep every token at least as probable as that one (ties at the edge
+    are kept). With interpolation m: (1 - m) * that distribution + m * the tempered full one
+    (see base.truncate)."""
 
     p: float
     temperature: float = 1.0
@@ -46,5 +50,4 @@ class TopP(Sampler):
 
     def process(self, scores: torch.Tensor) -> torch.Tensor:
         scores = apply_temperature(scores, self.temperature)
-        probs = probabilities(scores)
-        return truncate(scores, smallest_set_reaching(probs, -probs, self.p), self.interpolation)
+        return truncate(scores, nucleus(scores, self.p), self.interpolation)

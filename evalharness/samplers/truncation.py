@@ -55,7 +55,7 @@ class Eta(Sampler):
 
     def process(self, scores: torch.Tensor) -> torch.Tensor:
         scores = apply_temperature(scores, self.temperature)
-        probs, _, entropy = with_entropy(scores)
+        probs, entropy = with_entropy(scores)
         threshold = torch.clamp(math.sqrt(self.eta) * torch.exp(-entropy), max=self.eta)
         return truncate(scores, keep_argmax(probs >= threshold, scores), self.interpolation)
 

@@ -7,10 +7,37 @@ from dataclasses import dataclass
 import torch
 
 from evalharness.samplers.base import (
-    SAMPLERS, Sampler, apply_temperature, check_float, check_interpolation, check_temperature, truncate,
-    with_entropy,
+    SAMPLERS, Sampler, apply_temperature, check_float, check_interpolation, check_temperature, first_reaching,
+    sorted_rows, truncate,
 )
-from evalharness.samplers.top_p import smallest_set_reaching
+
+SIDE_BIT = 1
+"""The lowest mantissa bit of a token's distance from the entropy says on which side it lies."""
+
+
+def typical_set(scores: torch.Tensor, p: float) -> torch.Tensor:
+    """Boolean mask of the smallest set of tokens closest to the entropy, |-log P(x) - H|
+    ascending, whose probability reaches p; tokens tied with the last one taken are kept.
+
+    -log P(x) - H = mu - z(x) for the logit z and mu = log Z - H = sum_x P(x) z(x), so the
+    ranking is by |z(x) - mu|, in float64. To sort distances without indices (the fast
+    sort), each distance carries in its lowest bit the side of mu it lies on: from a sorted
+    distance d and its side, z = mu +- d gives the token's probability back (to float64
+    rounding), so the masses come out in ranking order. The side bit moves a distance by at
+    most one unit in its last place: the ranking is that of float64 distances."""
+    if p >= 1:  # the whole distribution, including tokens too unlikely to move a float64 sum
+        return torch.ones_like(scores, dtype=torch.bool)
+    z = scores.double()
+    top = z.max(dim=-1, keepdim=True).values
+    weight = torch.exp(z - top)  # unnormalised probabilities
+    # log Z - H = sum_x P(x) z(x) (as H = log Z - sum P z); a -inf logit has P = 0 and adds 0
+    mu = (weight * torch.where(weight > 0, z, 0.0)).sum(dim=-1, keepdim=True) / weight.sum(dim=-1, keepdim=True)
+    below = z < mu
+    distance = (((z - mu).abs().view(torch.int64) & ~SIDE_BIT) | below.long()).view(torch.float64)
+    ranked = sorted_rows(distance).to(z.device)  # a -inf logit's distance is NaN: sorted last
+    side = torch.where((ranked.view(torch.int64) & SIDE_BIT).bool(), -1.0, 1.0)
+    mass = torch.exp(mu + side * ranked - top).nan_to_num(nan=0.0)  # in ranking order
+    return distance <= ranked.gather(-1, first_reaching(mass, p))
 
 
 @SAMPLERS.register("typical")
@@ -34,6 +61,4 @@ class Typical(Sampler):
 
     def process(self, scores: torch.Tensor) -> torch.Tensor:
         scores = apply_temperature(scores, self.temperature)
-        probs, logp, entropy = with_entropy(scores)
-        surprise_gap = (-logp - entropy).abs()
-        return truncate(scores, smallest_set_reaching(probs, surprise_gap, self.p), self.interpolation)
+        return truncate(scores, typical_set(scores, self.p), self.interpolation)

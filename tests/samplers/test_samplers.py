@@ -135,3 +135,70 @@ BAD_PARAMS = [
 def test_out_of_range_parameters_are_rejected_naming_the_key(name, params, key):
     with pytest.raises(UserError, match=rf"^{key}: must be"):
         SAMPLERS.get(name)(**params)
+
+
+# --- the fast supports against the definition by a full sort (issue 11) ----------------------
+
+def full_sort_support(mass: torch.Tensor, key: torch.Tensor, p: float) -> torch.Tensor:
+    """The definition, computed the slow way: sort by key (with indices), sum the float64
+    masses in that order, keep every token whose key is <= the key where the sum reaches p."""
+    sorted_key, order = torch.sort(key, dim=-1)
+    cumulative = torch.cumsum(mass.gather(-1, order), dim=-1)
+    last = (cumulative < p).sum(dim=-1, keepdim=True).clamp(max=mass.shape[-1] - 1)
+    return key <= sorted_key.gather(-1, last)
+
+
+def reference_probabilities(scores):
+    logp = torch.log_softmax(scores.double(), dim=-1)
+    probs = torch.softmax(scores.double(), dim=-1)
+    return probs, logp, -(probs * logp.nan_to_num(neginf=0.0)).sum(dim=-1, keepdim=True)
+
+
+def logit_rows():
+    """Rows of every kind a model gives: flat and peaked, 50 and 8,192 tokens, many exact
+    ties (rounded logits), and half the vocabulary at -inf (a model that masks tokens)."""
+    g = torch.Generator().manual_seed(0)
+    for vocab in (50, 8192):
+        for scale in (0.5, 2.0, 5.0, 12.0):
+            rows = torch.randn(12 if vocab > 50 else 24, vocab, generator=g) * scale
+            yield rows
+            yield rows.round(decimals=1)
+            masked = rows.clone()
+            masked[:, : vocab // 2] = float("-inf")
+            yield masked
+
+
+@pytest.mark.parametrize("p", [0.05, 0.5, 0.9, 0.95, 0.999])
+def test_top_p_support_is_the_full_sort_definition(p):
+    from evalharness.samplers.top_p import nucleus
+
+    for rows in logit_rows():
+        probs = reference_probabilities(rows)[0]
+        assert torch.equal(nucleus(rows, p), full_sort_support(probs, -probs, p))
+
+
+@pytest.mark.parametrize("p", [0.05, 0.5, 0.9, 0.95, 0.999])
+def test_typical_support_is_the_full_sort_definition(p):
+    from evalharness.samplers.typical import typical_set
+
+    for rows in logit_rows():
+        probs, logp, entropy = reference_probabilities(rows)
+        expected = full_sort_support(probs, (-logp - entropy).abs(), p)
+        assert torch.equal(typical_set(rows, p), expected)
+
+
+@pytest.mark.parametrize("eta", [0.0009, 0.01, 0.2])
+def test_eta_support_is_the_definition(eta):
+    sampler = SAMPLERS.get("eta")(eta=eta)
+    for rows in logit_rows():
+        probs, _, entropy = reference_probabilities(rows)
+        keep = probs >= torch.clamp(math.sqrt(eta) * torch.exp(-entropy), max=eta)
+        keep.scatter_(-1, rows.argmax(dim=-1, keepdim=True), True)
+        assert torch.equal(sampler.process(rows) > float("-inf"), keep)
+
+
+@pytest.mark.parametrize("name", ["top_p", "typical"])
+def test_p_of_one_keeps_every_token(name):
+    """Even tokens too unlikely to change a float64 sum (a sum can reach 1 before them)."""
+    rows = torch.tensor([[30.0, 0.0, -10.0, -40.0, -700.0]])
+    assert bool((SAMPLERS.get(name)(p=1.0).process(rows) > float("-inf")).all())
