@@ -87,7 +87,7 @@ COMMAND_MODULES: list[str] = [
     "evalharness.annotation.command",
     "evalharness.oracle",
     "evalharness.report",
-    "evalharness.train_builtin",
+    "evalharness.train_builtin_command",
 ]
 
 
