@@ -160,7 +160,7 @@ class FastPath:
     def prepare(self, model, prefill, mask, last_pos, max_new_tokens: int) -> StaticStep:
         shape = (mask.shape[0], mask.shape[1], max_new_tokens)
         if shape != self.shape:
-            self.shape, self.graph = None, None  # free the old buffers before allocating new ones
+            self.shape, self.step, self.graph = None, None, None  # free the old buffers (and graph pool) first
             self.step = StaticStep(model, prefill, mask.shape[0], mask.shape[1] + max_new_tokens, self.fixed_shapes)
             self.shape = shape
         self.step.start(prefill, mask, last_pos)

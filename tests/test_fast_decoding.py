@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from evalharness.config import load as load_config
 from evalharness.decoding import decode, row_seed, sample_loop
@@ -140,3 +141,21 @@ def test_unsupported_attention_is_refused():
 
     with pytest.raises(UserError, match="model.compile: needs the model's attention"):
         fast_path_for(type("M", (), {"config": Config()})(), "cpu")
+
+
+def test_the_fixed_shape_step_traces_as_one_graph(loaded, contexts):
+    """What a CUDA graph capture needs and CPU can check: the decode step (the model on the static
+    buffers) has no host synchronisation or data-dependent Python branch; dynamo's fullgraph
+    tracing fails on any (.item(), bool(tensor), a tensor built from host values each call)."""
+    from evalharness.decoding import left_pad, model_logits, positions
+    from evalharness.fast_decoding import cache_layers
+
+    fast = FastPath(fixed_shapes=True, capture=False)
+    with torch.inference_mode():
+        ids, mask = left_pad(contexts[:4], loaded.pad_id, "cpu")
+        pos = positions(mask)
+        first = model_logits(loaded.model, ids, mask, pos)
+        step = fast.prepare(loaded.model, cache_layers(first.cache), mask, pos[:, -1:], 8)
+        step.load(first.logits[:, -1].argmax(-1))
+        traced = torch.compile(step.forward, backend="eager", fullgraph=True)()
+        assert torch.equal(traced, step.forward())
