@@ -36,6 +36,8 @@ class ModelConfig:
     """With device_map: {device: size}, e.g. {0: 20GiB, cpu: 64GiB}."""
     offload_folder: str | None = None
     """With device_map: where modules mapped to "disk" are kept."""
+    compile: bool = False
+    """Sampling and greedy search on the static-KV-cache path, CUDA-graph replayed on a GPU."""
 
 
 @dataclass(frozen=True)
@@ -239,6 +241,9 @@ def _check_placement(model: ModelConfig) -> None:
                      "keyed by GPU index, cpu or mps", device)
             _require(isinstance(size, (int, str)) and not isinstance(size, bool), f"model.max_memory.{device}",
                      "a size such as 20GiB or a number of bytes", size)
+    if model.compile and device_map is not None:
+        from evalharness.models import COMPILE_WITH_DEVICE_MAP
+        raise UserError(COMPILE_WITH_DEVICE_MAP)
     if model.offload_folder is not None:
         _require(device_map is not None, "model.offload_folder", "used together with model.device_map",
                  model.offload_folder)

@@ -14,6 +14,8 @@ import torch
 from evalharness.errors import UserError, first_line
 
 BUILTIN_MODELS = Path(__file__).parent / "builtin_models"
+COMPILE_WITH_DEVICE_MAP = ("model.compile: cannot be combined with model.device_map (a captured decode step needs "
+                           "the whole model on one device); remove one of them")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -58,19 +60,24 @@ def resolve_location(name: str) -> tuple[str, bool]:
 
 def load_model(name: str, device: str = "auto", dtype: str = "float32", trust_remote_code: bool = False,
                use_safetensors: bool = True, device_map: str | dict | None = None, max_memory: dict | None = None,
-               offload_folder: str | None = None, world=None) -> LoadedModel:
+               offload_folder: str | None = None, world=None, compile: bool = False) -> LoadedModel:
     """Load model + tokenizer, in eval mode, with the model's own generation defaults removed
     (a generation_config.json that sets temperature or top_p must not leak into any sampler).
 
     With `device_map` (auto | balanced | balanced_low_0 | sequential | {module: device}) the
     model is placed by transformers' big-model loading (accelerate): spread over the GPUs, the
     CPU and, with `offload_folder`, the disk, within `max_memory` ({device: size}). Inputs then
-    go to the device of the input embeddings, and every output is brought back there."""
+    go to the device of the input embeddings, and every output is brought back there.
+
+    With `compile`, sampling and greedy search run on the static-KV-cache path, the decode step
+    replayed from a CUDA graph on a GPU (evalharness.fast_decoding); not with device_map."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
 
+    if compile and device_map is not None:
+        raise UserError(COMPILE_WITH_DEVICE_MAP)
     device = resolve_device(device)
     location, local = resolve_location(name)
     if not local:
@@ -96,6 +103,9 @@ def load_model(name: str, device: str = "auto", dtype: str = "float32", trust_re
     eos_id = tokenizer.eos_token_id
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos_id or 0)
     model.generation_config = GenerationConfig(eos_token_id=eos_id, pad_token_id=pad_id)
+    if compile:
+        from evalharness.fast_decoding import ATTRIBUTE, fast_path_for
+        setattr(model, ATTRIBUTE, fast_path_for(model, device))
     identity = weights_fingerprint(Path(location)) if local else f"hub:{getattr(model.config, '_commit_hash', None)}"
     return LoadedModel(model, tokenizer, device, eos_id, pad_id, max_positions(model), identity)
 

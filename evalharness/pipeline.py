@@ -52,7 +52,7 @@ def run_experiment(cfg: ExperimentConfig, opts: RunOptions, world: World | None 
     loaded = world.everywhere(lambda: load_model(
         cfg.model.name, device, cfg.model.dtype, cfg.model.trust_remote_code, cfg.model.use_safetensors,
         device_map=cfg.model.device_map, max_memory=cfg.model.max_memory,
-        offload_folder=cfg.model.offload_folder, world=world))
+        offload_folder=cfg.model.offload_folder, world=world, compile=cfg.model.compile))
     fingerprints = world.gather_to_main(lambda: loaded.fingerprint)
     world.on_main(lambda: check_same_weights(fingerprints))
     prompts = world.on_main(lambda: checked_prompts(documents, cfg, opts, loaded))
