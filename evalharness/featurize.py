@@ -28,6 +28,12 @@ import numpy as np
 MINILM_MAX_TOKENS = 256
 """all-MiniLM-L6-v2 was trained on, and its sentence_bert_config.json caps input at, 256 pieces."""
 
+CPU_BATCH_TOKENS = 2048
+"""Padded tokens per batch on a CPU. Long texts in batches of 32 make activations of tens of MB
+(8,000 tokens x 1,536 floats in MiniLM's feed-forward layer) that every elementwise op streams
+through memory; batches of ~2,000 tokens ran up to 2x faster here. Short texts (32 of ~30
+tokens) never reach it."""
+
 
 @dataclass
 class Featurizer:
@@ -45,20 +51,34 @@ class Featurizer:
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         encoded, chunks = self.plan(texts)
-        return self.assemble(len(texts), chunks, [self.forward(encoded, chunk) for chunk in chunks])
+        return self.assemble(len(texts), chunks, self._forward_all(encoded, chunks))
 
     def plan(self, texts: Sequence[str]) -> tuple[list[list[int]], list[list[int]]]:
         """(token ids per text, batches of text indices). Batches follow the texts sorted by
         length (little padding) and depend on nothing else, so any split of them over ranks
         gives the features one process computes."""
-        encoded = [self._encode(t) for t in texts]
-        order = np.argsort([len(ids) for ids in encoded], kind="stable").tolist()
-        return encoded, [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        encoded = self._encode_all(texts)
+        lengths = [len(ids) for ids in encoded]
+        order = np.argsort(lengths, kind="stable").tolist()
+        return encoded, self._batches(order, lengths)
+
+    def _batches(self, order: list[int], lengths: list[int]) -> list[list[int]]:
+        """Consecutive runs of `order` (shortest text first) of at most batch_size texts and,
+        on a CPU, at most CPU_BATCH_TOKENS padded tokens (one text at least)."""
+        budget = CPU_BATCH_TOKENS if self.device == "cpu" else float("inf")
+        batches: list[list[int]] = []
+        for i in order:
+            full = batches and (len(batches[-1]) == self.batch_size
+                                or (len(batches[-1]) + 1) * lengths[i] > budget)
+            if not batches or full:
+                batches.append([])
+            batches[-1].append(i)
+        return batches
 
     def forward(self, encoded: list[list[int]], chunk: list[int]) -> np.ndarray:
         import torch
 
-        with torch.no_grad():
+        with torch.inference_mode():
             return self._forward([encoded[i] for i in chunk])
 
     @staticmethod
@@ -71,6 +91,38 @@ class Featurizer:
             out[chunk] = rows
         return out
 
+    def _forward_all(self, encoded: list[list[int]], chunks: list[list[int]]) -> list[np.ndarray]:
+        """forward() of every batch. On a CPU with several intra-op threads the batches run
+        side by side, one thread each: the small matrices of a featuriser scale badly over
+        OpenMP threads (every op ends in a barrier, and a thread that loses its core to another
+        process stalls the rest), while whole batches are independent. A batch's features do
+        not depend on which thread computes it."""
+        import torch
+
+        workers = min(torch.get_num_threads(), len(chunks))
+        if self.device != "cpu" or workers < 2:
+            return [self.forward(encoded, chunk) for chunk in chunks]
+        from concurrent.futures import ThreadPoolExecutor
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(workers) as pool:
+                return list(pool.map(lambda chunk: self.forward(encoded, chunk), chunks))
+        finally:
+            torch.set_num_threads(threads)
+
+    def _encode_all(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of every text (see _encode): one call of a Hugging Face tokenizer, which a
+        fast tokenizer runs in Rust for the whole list."""
+        if not texts:
+            return []
+        try:
+            batch = self.tokenizer(list(texts), truncation=True, max_length=self.max_tokens)["input_ids"]
+        except (TypeError, KeyError, AttributeError):  # a non-HF tokenizer: one text at a time
+            return [self._encode(t) for t in texts]
+        return [list(ids) or self._fallback_ids() for ids in batch]
+
     def _encode(self, text: str) -> list[int]:
         """Token ids of `text`, truncated to max_tokens (special tokens kept, as HF truncation
         does). An empty encoding becomes the end-of-text (or first special) token so that every
@@ -79,35 +131,38 @@ class Featurizer:
             ids = list(self.tokenizer.encode(text, truncation=True, max_length=self.max_tokens))
         except TypeError:  # a non-HF tokenizer: plain encode, truncate ourselves
             ids = list(self.tokenizer.encode(text))[: self.max_tokens]
-        if not ids:
-            fallback = next(
-                (getattr(self.tokenizer, a, None) for a in ("eos_token_id", "bos_token_id", "pad_token_id")
-                 if getattr(self.tokenizer, a, None) is not None),
-                0,
-            )
-            ids = [int(fallback)]
-        return ids
+        return ids or self._fallback_ids()
+
+    def _fallback_ids(self) -> list[int]:
+        fallback = next(
+            (getattr(self.tokenizer, a, None) for a in ("eos_token_id", "bos_token_id", "pad_token_id")
+             if getattr(self.tokenizer, a, None) is not None),
+            0,
+        )
+        return [int(fallback)]
 
     def _forward(self, batch: list[list[int]]):
         import torch
 
         lengths = torch.tensor([len(ids) for ids in batch])
-        width = int(lengths.max())
-        input_ids = torch.zeros((len(batch), width), dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        input_ids = np.zeros((len(batch), int(lengths.max())), np.int64)
         for row, ids in enumerate(batch):
-            input_ids[row, : len(ids)] = torch.tensor(ids)
-            mask[row, : len(ids)] = 1
-        outputs = self.model(
-            input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
-            output_hidden_states=True, return_dict=True,
-        )
-        hidden = outputs.hidden_states[-1].float().cpu()
+            input_ids[row, : len(ids)] = ids
+        mask = (torch.arange(input_ids.shape[1]) < lengths[:, None]).long()
+        hidden = self._final_hidden(torch.from_numpy(input_ids), mask).float().cpu()
         if self.pooling == "mean":
             weights = mask.unsqueeze(-1).float()
             pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
             return torch.nn.functional.normalize(pooled, p=2, dim=1).numpy()
         return hidden[torch.arange(len(batch)), lengths - 1].numpy()
+
+    def _final_hidden(self, input_ids, mask):
+        """The last layer's hidden states. A bare encoder returns them as last_hidden_state; a
+        model with a head (the evaluated causal LM) only among all layers' states."""
+        bare = getattr(self.model, "base_model", None) is self.model
+        outputs = self.model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
+                             output_hidden_states=not bare, return_dict=True)
+        return outputs.last_hidden_state if bare else outputs.hidden_states[-1]
 
 
 def minilm_path() -> Path:

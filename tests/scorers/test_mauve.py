@@ -155,3 +155,51 @@ def test_model_featurizer_uses_the_evaluated_model(tiny_model_dir, monkeypatch):
     hf_feats = featurize.get_featurizer(str(tiny_model_dir))(TEXTS[:2])
     assert calls == [(str(tiny_model_dir), {"device": "cpu", "dtype": "float32"})]
     np.testing.assert_allclose(model_feats, hf_feats, atol=1e-5)  # same network, same last-token state
+
+
+def minilm_alone(featurizer, text):
+    """One text, no batch, no padding, no mask: what its MiniLM feature is by definition."""
+    import torch
+
+    ids = featurizer.tokenizer.encode(text, truncation=True, max_length=featurizer.max_tokens)
+    with torch.no_grad():
+        hidden = featurizer.model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states[-1]
+    return torch.nn.functional.normalize(hidden.mean(1), dim=1)[0].numpy()
+
+
+MIXED = ["", "Short.", TEXTS[0], TEXTS[3] * 3, "word " * 400, TEXTS[1], "", "river " * 300 + "end", TEXTS[3]]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_minilm_batches_equal_each_text_alone(threads, monkeypatch):
+    """Sorted, token-budgeted batches side by side on threads: every feature within 1e-6 of its
+    text featurised alone, empty and over-long (truncated to 256 pieces) texts included."""
+    import torch
+
+    monkeypatch.setattr(featurize, "CPU_BATCH_TOKENS", 600)  # the long texts get batches of their own
+    featurize._LOADED.clear()
+    f = featurize.get_featurizer("minilm", batch_size=3)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        ours = f(MIXED)
+        assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
+    reference = np.stack([minilm_alone(f, t) for t in MIXED])
+    assert np.abs(ours - reference).max() <= 1e-6
+    featurize._LOADED.clear()
+
+
+def test_plan_is_one_tokenizer_call_with_budgeted_batches(monkeypatch):
+    monkeypatch.setattr(featurize, "CPU_BATCH_TOKENS", 600)
+    featurize._LOADED.clear()
+    f = featurize.get_featurizer("minilm", batch_size=3)
+    encoded, chunks = f.plan(MIXED)
+    assert encoded == [f._encode(t) for t in MIXED]
+    assert max(map(len, encoded)) == 256
+    assert sorted(i for chunk in chunks for i in chunk) == list(range(len(MIXED)))
+    assert all(len(c) <= 3 and (len(c) == 1 or len(c) * max(len(encoded[i]) for i in c) <= 600) for c in chunks)
+    assert f.plan(list(MIXED))[1] == chunks  # a pure function of the texts (ranks share it out)
+    assert f.plan([]) == ([], [])
+    featurize._LOADED.clear()
