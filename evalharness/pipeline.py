@@ -143,8 +143,11 @@ def experiment_key(cfg: ExperimentConfig, loaded: LoadedModel) -> dict:
     a retrained model under the same name must not reuse old generations)."""
     data = asdict(cfg.data)
     data.pop("num_prompts")  # prompt i does not depend on how many prompts are taken
-    return {"model": cfg.model.name, "weights": loaded.fingerprint, "dtype": cfg.model.dtype, "data": data,
-            "seed": cfg.seed}
+    key = {"model": cfg.model.name, "weights": loaded.fingerprint, "dtype": cfg.model.dtype, "data": data,
+           "seed": cfg.seed}
+    if cfg.model.compile:  # the GPU fast path's attention may round differently: never mix the two
+        key["compile"] = True
+    return key
 
 
 def check_same_experiment(root: Path, key: dict) -> None:
