@@ -52,14 +52,42 @@ def sampling_logprobs(sampler, logits: torch.Tensor) -> torch.Tensor:
     return logprobs
 
 
-def sampler_logprobs_of_human(loaded, sampler, prompts: Sequence[Prompt]) -> list[dict]:
-    """One record per prompt: the log-probability of each human continuation token under the
-    sampler's own per-step distribution (None where it is -inf)."""
+class HumanLogits:
+    """The teacher-forced logits at the human tokens of each batch, kept in memory so that every
+    run after the first reads them instead of running the model again (they depend on the
+    model and the batch, not on the sampler). Batches are kept while they fit in `budget_bytes`;
+    past that they are recomputed, with the same numbers."""
+
+    def __init__(self, budget_bytes: int = 1 << 30):
+        self.budget_bytes = budget_bytes
+        self.kept: dict[tuple[str, ...], tuple[torch.Tensor, torch.Tensor]] = {}
+        self.used = 0
+
+    def __call__(self, loaded, prompts: Sequence[Prompt]) -> tuple[torch.Tensor, torch.Tensor]:
+        """((human tokens, V) float32 logits, (human tokens,) targets), prompts in order."""
+        key = tuple(p.prompt_id for p in prompts)
+        if key not in self.kept:
+            logits, targets = human_token_logits(loaded, prompts)
+            size = logits.element_size() * logits.nelement()
+            if self.used + size > self.budget_bytes:
+                return logits, targets
+            self.kept[key], self.used = (logits, targets), self.used + size
+        return self.kept[key]
+
+
+def human_token_logits(loaded, prompts: Sequence[Prompt]) -> tuple[torch.Tensor, torch.Tensor]:
     forced = teacher_forced(loaded.model, [p.context_ids for p in prompts], [p.human_ids for p in prompts],
                             loaded.pad_id, loaded.device)
     rows = torch.cat([torch.full((len(p.human_ids),), i) for i, p in enumerate(prompts)])
     cols = torch.cat([torch.arange(s, s + len(p.human_ids)) for s, p in zip(forced.starts, prompts)])
-    logits, targets = forced.logits[rows, cols], forced.targets[rows, cols]
+    return forced.logits[rows, cols], forced.targets[rows, cols]
+
+
+def sampler_logprobs_of_human(loaded, sampler, prompts: Sequence[Prompt],
+                              human_logits: HumanLogits | None = None) -> list[dict]:
+    """One record per prompt: the log-probability of each human continuation token under the
+    sampler's own per-step distribution (None where it is -inf)."""
+    logits, targets = (human_logits or human_token_logits)(loaded, prompts)
     chunk = max(1, ELEMENTS_PER_CHUNK // logits.shape[-1])
     with torch.inference_mode():
         picked = torch.cat([sampling_logprobs(sampler, logits[i:i + chunk]).gather(-1, targets[i:i + chunk, None])[:, 0]

@@ -63,8 +63,10 @@ def run_experiment(cfg: ExperimentConfig, opts: RunOptions, world: World | None 
     world.on_main(lambda: open_results(store, prompts, key, cfg, opts, started))
     batch_size = opts.batch_size or cfg.model.batch_size
     generate_human(world, store, prompts, loaded, batch_size, key)
+    human_logits = human_logprobs.HumanLogits()  # shared by the runs: one forward pass per batch
     for spec in cfg.samplers:
-        generate_run(world, store, spec, prompts, loaded, cfg, batch_size, key)
+        generate_run(world, store, spec, prompts, loaded, cfg, batch_size, key, human_logits)
+    del human_logits
     device = loaded.device
     del loaded  # free the model before scorers load theirs
     share_featurisation(world, store, cfg, prompts, device)
@@ -194,7 +196,8 @@ def generate_human(world: World, store: ResultsDir, prompts: list[Prompt], loade
 
 
 def generate_run(world: World, store: ResultsDir, spec: RunSpec, prompts: list[Prompt], loaded: LoadedModel,
-                 cfg: ExperimentConfig, batch_size: int, key: dict) -> None:
+                 cfg: ExperimentConfig, batch_size: int, key: dict,
+                 human_logits: human_logprobs.HumanLogits | None = None) -> None:
     sampler = build_sampler(spec)
 
     def compute(batch: list[Prompt]) -> list[Generation]:
@@ -209,7 +212,7 @@ def generate_run(world: World, store: ResultsDir, spec: RunSpec, prompts: list[P
         run_dir = store.run_dir(spec.name)
         produce(world, f"{spec.name} (human text)", prompts, batch_size,
                 lambda: set(human_logprobs.read(run_dir, repair=True)),
-                lambda batch: human_logprobs.sampler_logprobs_of_human(loaded, sampler, batch),
+                lambda batch: human_logprobs.sampler_logprobs_of_human(loaded, sampler, batch, human_logits),
                 lambda records: human_logprobs.append(run_dir, records))
 
 

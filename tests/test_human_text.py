@@ -64,6 +64,20 @@ def test_human_coverage_of_top_k_and_top_p_is_the_oracles(loaded, prompts):
         assert coverage(human_logprobs.sampler_logprobs_of_human(loaded, sampler, prompts)) == 1.0
 
 
+def test_human_logits_are_computed_once_per_batch_and_change_nothing(loaded, prompts, monkeypatch):
+    samplers = [SAMPLERS.get("top_p")(p=0.9), SAMPLERS.get("typical")(p=0.9), SAMPLERS.get("greedy")()]
+    fresh = [human_logprobs.sampler_logprobs_of_human(loaded, s, prompts) for s in samplers]
+    passes = []
+    real = human_logprobs.human_token_logits
+    monkeypatch.setattr(human_logprobs, "human_token_logits", lambda *a: passes.append(1) or real(*a))
+    shared = human_logprobs.HumanLogits()
+    assert [human_logprobs.sampler_logprobs_of_human(loaded, s, prompts, shared) for s in samplers] == fresh
+    assert len(passes) == 1
+    over_budget = human_logprobs.HumanLogits(budget_bytes=0)  # too big to keep: recomputed, same numbers
+    assert [human_logprobs.sampler_logprobs_of_human(loaded, s, prompts, over_budget) for s in samplers] == fresh
+    assert len(passes) == 1 + len(samplers) and not over_budget.kept
+
+
 def test_human_logprobs_are_the_samplers_own_distribution_token_by_token(loaded, prompts):
     """Against a naive pass: one forward per token over the whole prefix, no batching, no padding."""
     sampler = SAMPLERS.get("top_p")(p=0.8, temperature=0.9, interpolation=0.05)
