@@ -30,13 +30,14 @@ def typical_set(scores: torch.Tensor, p: float) -> torch.Tensor:
     z = scores.double()
     top = z.max(dim=-1, keepdim=True).values
     weight = torch.exp(z - top)  # unnormalised probabilities
-    # log Z - H = sum_x P(x) z(x) (as H = log Z - sum P z); a -inf logit has P = 0 and adds 0
-    mu = (weight * torch.where(weight > 0, z, 0.0)).sum(dim=-1, keepdim=True) / weight.sum(dim=-1, keepdim=True)
-    below = z < mu
-    distance = (((z - mu).abs().view(torch.int64) & ~SIDE_BIT) | below.long()).view(torch.float64)
+    # log Z - H = sum_x P(x) z(x) (as H = log Z - sum P z); a -inf logit has P = 0: its NaN term is skipped
+    mu = (weight * z).nansum(dim=-1, keepdim=True) / weight.sum(dim=-1, keepdim=True)
+    distance = (((z - mu).abs().view(torch.int64) & ~SIDE_BIT) | (z < mu)).view(torch.float64)
     ranked = sorted_rows(distance).to(z.device)  # a -inf logit's distance is NaN: sorted last
-    side = torch.where((ranked.view(torch.int64) & SIDE_BIT).bool(), -1.0, 1.0)
-    mass = torch.exp(mu + side * ranked - top).nan_to_num(nan=0.0)  # in ranking order
+    # z - mu in ranking order: the distance, negated where the side bit says "below"
+    bits = ranked.view(torch.int64)
+    signed = (bits ^ ((bits & SIDE_BIT) << 63)).view(torch.float64)
+    mass = torch.exp(signed + (mu - top)).nan_to_num_(nan=0.0)  # unnormalised probabilities, ranked
     return distance <= ranked.gather(-1, first_reaching(mass, p))
 
 
