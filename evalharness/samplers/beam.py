@@ -31,7 +31,13 @@ class Beam(Sampler):
     num_beams times), and the cache is reordered by beam lazily, in the copy that appends the
     next token (DynamicCache copies it twice). `generate` itself stays available as
     `search_with_generate` (the reference in tests and benchmarks). Log-probabilities are
-    recomputed afterwards by one teacher-forced pass."""
+    recomputed afterwards by one teacher-forced pass.
+
+    Identity with `generate` is tested on CPU (tiny and builtin models, with and without
+    end-of-text). It rests on the context's logits and keys/values being the same floats
+    whether a row is computed once or num_beams times in a batch: true of CPU matmuls here
+    (checked bit for bit); on a GPU a kernel chosen by batch shape could differ in the last
+    bits and so break a near-tie differently (as generate itself can between chunk sizes)."""
 
     num_beams: int
     length_penalty: float = 1.0
@@ -156,10 +162,8 @@ def strip_after_eos(row: list[int], eos_id: int | None) -> tuple[list[int], bool
 def _defer_reordering(cache) -> None:
     """Make each plain DynamicLayer of the cache reorder by beam lazily (other layer kinds keep
     their own reorder_cache)."""
-    from transformers.cache_utils import DynamicLayer
-
-    for layer in getattr(cache, "layers", ()):
-        if type(layer) is DynamicLayer:
+    for layer in getattr(cache, "layers", ()) if _DynamicLayer is not object else ():
+        if type(layer) is _DynamicLayer:
             layer.__class__ = _ReorderOnAppend
             layer.parents = None
 
