@@ -6,14 +6,15 @@ Columns (every one generates exactly batch x new tokens: end-of-text is disabled
 - one column per sampler in --samplers, through evalharness.decoding.decode;
 - generate: `model.generate` with top-p 0.95 (the library's own sampling loop), unless --no-generate;
 - with --beam B: beam search with B beams over batch/B prompts vs greedy over the same number
-  of rows (batch), i.e. the cost per row-step of the search against the plain loop.
+  of rows (batch), i.e. the cost per row-step of the search against the plain loop; with
+  --beam-generate also the same search by transformers' `generate` (the reference).
 
 Runs alternate (every column once per repeat, in the same order) so machine noise hits all
 alike; each ratio is the median of the per-repeat ratios against forward-only.
 
     python benchmarks/bench_decoding.py [--model builtin:pydocs-gpt2-small] [--batch 32] [--new 64]
         [--samplers pure,top_k:40,top_p:0.95,typical:0.95,eta:0.0009,epsilon:0.0003]
-        [--beam 4] [--dtype float32|bfloat16|float16] [--compile] [--device cuda]
+        [--beam 4 [--beam-generate]] [--dtype float32|bfloat16|float16] [--compile] [--device cuda]
         [--gpt2-large]   # GPT-2 Large shapes, random weights, ../shared/data/gpt2-tokenizer
 """
 
@@ -100,6 +101,8 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="our decoding on the static-cache fast path")
     parser.add_argument("--samplers", default="pure,top_k:40,top_p:0.95,typical:0.95,eta:0.0009,epsilon:0.0003")
     parser.add_argument("--beam", type=int, default=0, help="also time beam search with this many beams")
+    parser.add_argument("--beam-generate", action="store_true",
+                        help="with --beam: also time the search by transformers' generate (the reference)")
     parser.add_argument("--no-generate", action="store_true")
     args = parser.parse_args()
 
@@ -133,6 +136,9 @@ def main() -> None:
         columns["greedy"] = timed(lambda: decode(model, contexts, greedy, args.new, None, pad_id, seeds, device))
         columns[f"beam {args.beam} (rows)"] = timed(
             lambda: decode(model, prompts, beam, args.new, None, pad_id, seeds, device))
+        if args.beam_generate:
+            columns[f"beam {args.beam} generate"] = timed(lambda: beam.decode(
+                model, prompts, args.new, None, pad_id, device, search=beam.search_with_generate))
     if not args.no_generate:
         columns["generate top_p:0.95"] = timed(lambda: generate_top_p(model, contexts, args.new, pad_id, device))
 
@@ -158,6 +164,10 @@ def main() -> None:
         ratios = [b / g for b, g in zip(times[f"beam {args.beam} (rows)"], times["greedy"])]
         print(f"beam {args.beam} over {max(1, args.batch // args.beam)} prompts vs greedy over {args.batch} rows: "
               f"cost per row-step x{statistics.median(ratios):.3f} (target <= 1.3)")
+        if args.beam_generate:
+            ratios = [b / g for b, g in zip(times[f"beam {args.beam} generate"], times["greedy"])]
+            print(f"  the same search by transformers' generate: x{statistics.median(ratios):.3f} "
+                  f"(per repeat {', '.join(f'{r:.2f}' for r in ratios)})")
 
 
 def generate_top_p(model, contexts, new: int, pad_id: int, device: str) -> None:

@@ -1,4 +1,4 @@
-"""Beam search, through transformers' own implementation."""
+"""Beam search: transformers' algorithm (generate with num_beams), run by our own batched loop."""
 
 from __future__ import annotations
 
@@ -6,11 +6,16 @@ from dataclasses import dataclass
 
 import torch
 
-from evalharness.decoding import Continuation, left_pad, teacher_forced_logprobs
+from evalharness.decoding import Continuation, left_pad, model_logits, positions, teacher_forced_logprobs
 from evalharness.samplers.base import SAMPLERS, Sampler, check_float, check_int
 
 
 MAX_BEAM_ROWS = 512
+"""Prompts are searched in chunks of at most this many beam rows (prompts x num_beams): the
+cache and the (rows, vocabulary) log-probabilities grow with it."""
+
+NEG = -1.0e9
+"""transformers' stand-in for -inf in beam scores (kept: the scores must be the same floats)."""
 
 
 @SAMPLERS.register("beam")
@@ -19,9 +24,20 @@ class Beam(Sampler):
     """Beam search (e.g. Graves 2012; Holtzman et al. 2019 Table 1, b=16): keep the num_beams
     highest-scoring partial continuations, score = sum of log-probabilities / length**length_penalty.
 
-    Runs transformers' `generate` with a GenerationConfig built from scratch (greedy within
-    beams, no sampling, no repetition penalty, no n-gram blocking) so that no library or model
-    default leaks in. Log-probabilities are recomputed afterwards by one teacher-forced pass."""
+    The search is transformers' `generate(num_beams=..., do_sample=False, early_stopping=False)`
+    (5.x `_beam_search`), step for step and float for float, with nothing else switched on (no
+    repetition penalty, no n-gram blocking, no library or model default), in our own loop:
+    each prompt's context is run once and its cache repeated for its beams (generate runs it
+    num_beams times), and the cache is reordered by beam lazily, in the copy that appends the
+    next token (DynamicCache copies it twice). `generate` itself stays available as
+    `search_with_generate` (the reference in tests and benchmarks). Log-probabilities are
+    recomputed afterwards by one teacher-forced pass.
+
+    Identity with `generate` is tested on CPU (tiny and builtin models, with and without
+    end-of-text). It rests on the context's logits and keys/values being the same floats
+    whether a row is computed once or num_beams times in a batch: true of CPU matmuls here
+    (checked bit for bit); on a GPU a kernel chosen by batch shape could differ in the last
+    bits and so break a near-tie differently (as generate itself can between chunk sizes)."""
 
     num_beams: int
     length_penalty: float = 1.0
@@ -32,16 +48,96 @@ class Beam(Sampler):
         check_int(self.num_beams, "num_beams", ">= 1", lambda v: v >= 1)
         check_float(self.length_penalty, "length_penalty", "a finite number", lambda v: True)
 
-    def decode(self, model, contexts, max_new_tokens, eos_id, pad_id, device, seeds=()) -> list[Continuation]:
-        # generate() runs batch * num_beams rows at once; past ~512 rows it gets slower per
-        # prompt (measured on CPU), so big batches are searched in fixed chunks of prompts.
+    def decode(self, model, contexts, max_new_tokens, eos_id, pad_id, device, seeds=(),
+               search=None) -> list[Continuation]:
+        search = search or self.search
         chunk = max(1, MAX_BEAM_ROWS // self.num_beams)
         out: list[Continuation] = []
         for start in range(0, len(contexts), chunk):
-            out += self._search(model, contexts[start:start + chunk], max_new_tokens, eos_id, pad_id, device)
+            part = contexts[start:start + chunk]
+            found = search(model, part, max_new_tokens, eos_id, pad_id, device)
+            logprobs = teacher_forced_logprobs(model, part, [t for t, _ in found], pad_id, device)
+            out += [Continuation(t, lp, list(lp), stopped) for (t, stopped), lp in zip(found, logprobs)]
         return out
 
-    def _search(self, model, contexts, max_new_tokens, eos_id, pad_id, device) -> list[Continuation]:
+    @torch.inference_mode()
+    def search(self, model, contexts, max_new_tokens, eos_id, pad_id, device) -> list[tuple[list[int], bool]]:
+        """Per prompt: the best finished hypothesis (tokens up to and including end-of-text, and
+        whether it ended so). Mirrors transformers' `_beam_search` (comments name its steps):
+        per prompt, the 2 * num_beams best children of the running beams by summed log-prob;
+        those ending in end-of-text (or reaching the token budget) among the first num_beams
+        compete for the num_beams finished slots with score / length**length_penalty; the
+        best num_beams unfinished ones run on. The search stops at the budget or when no
+        prompt's running beams can still beat its worst finished slot (early_stopping=False
+        heuristic: the best running score at the current length)."""
+        k, lp_exp = self.num_beams, self.length_penalty
+        batch = len(contexts)
+        if max_new_tokens <= 0 or batch == 0:
+            return [([], False)] * batch
+        ids, mask = left_pad(contexts, pad_id, device)
+        pos = positions(mask)
+        out = model_logits(model, ids, mask, pos)
+        cache = out.cache
+        cache.batch_repeat_interleave(k)
+        _defer_reordering(cache)
+        logits = out.logits[:, -1, :].float().repeat_interleave(k, 0)
+        mask, pos = mask.repeat_interleave(k, 0), pos[:, -1:].repeat_interleave(k, 0)
+
+        beams_to_keep = 2 * k  # max(2, 1 + number of end-of-text ids) * num_beams, one id at most
+        top_mask = torch.arange(beams_to_keep, device=device) < k
+        offset = (torch.arange(batch, device=device) * k)[:, None]
+        fill = -1 if eos_id is None else (pad_id or eos_id)
+        running = torch.full((batch, k, max_new_tokens), fill, dtype=torch.long, device=device)
+        finished = running.clone()
+        running_scores = torch.zeros((batch, k), dtype=torch.float, device=device)
+        running_scores[:, 1:] = NEG
+        scores = torch.full((batch, k), NEG, dtype=torch.float, device=device)
+        is_finished = torch.zeros((batch, k), dtype=torch.bool, device=device)
+        improvable = torch.ones((batch, 1), dtype=torch.bool, device=device)
+        for step in range(max_new_tokens):
+            # b. log-probs plus the running scores; c. the top 2k children
+            vocab = logits.shape[-1]
+            log_probs = torch.log_softmax(logits, dim=-1).view(batch, k, vocab) + running_scores[:, :, None]
+            top_scores, top_flat = torch.topk(log_probs.view(batch, -1), k=beams_to_keep)
+            parent = top_flat // vocab
+            token = top_flat % vocab
+            top_seqs = running.gather(1, parent[:, :, None].expand(-1, -1, max_new_tokens)).clone()
+            top_seqs[:, :, step] = token
+            # d. stopping criteria: end-of-text, or the budget
+            hits = torch.full((batch, beams_to_keep), step + 1 >= max_new_tokens, dtype=torch.bool, device=device)
+            if eos_id is not None:
+                hits = hits | (token == eos_id)
+            # e. the k best unfinished children run on
+            run_scores = top_scores + hits.to(torch.float32) * NEG
+            keep = torch.topk(run_scores, k=k)[1]
+            running = top_seqs.gather(1, keep[:, :, None].expand(-1, -1, max_new_tokens))
+            running_scores = run_scores.gather(1, keep)
+            parents = (parent.gather(1, keep) + offset).view(-1)
+            # f. finished children among the first k compete for the finished slots
+            just_finished = hits & top_mask[None, :]
+            candidate = top_scores / ((step + 1) ** lp_exp)
+            candidate = candidate + (~improvable).to(torch.float32) * NEG
+            candidate = candidate + (~just_finished) * NEG
+            merged_scores = torch.cat((scores, candidate), dim=1)
+            best = torch.topk(merged_scores, k=k)[1]
+            finished = torch.cat((finished, top_seqs), dim=1).gather(1, best[:, :, None].expand(-1, -1, max_new_tokens))
+            scores = merged_scores.gather(1, best)
+            is_finished = torch.cat((is_finished, just_finished), dim=1).gather(1, best)
+            # g. can a running beam still beat the worst finished slot?
+            best_running = running_scores[:, :1] / ((step + 1) ** lp_exp)
+            worst_finished = torch.where(is_finished, torch.min(scores, dim=1, keepdim=True)[0], NEG)
+            improvable = improvable & torch.any(best_running > worst_finished, dim=-1, keepdim=True)
+            if not bool(improvable.any()) or bool(hits.all()):
+                break
+            cache.reorder_cache(parents)
+            mask, pos = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1), pos + 1
+            step_out = model_logits(model, running[:, :, step].reshape(-1, 1), mask, pos, cache)
+            logits, cache = step_out.logits[:, -1, :].float(), step_out.cache
+        return [strip_after_eos(row, eos_id) for row in finished[:, 0, :step + 1].tolist()]
+
+    def search_with_generate(self, model, contexts, max_new_tokens, eos_id, pad_id, device) -> list[tuple[list[int], bool]]:
+        """The same search by transformers' `generate` (the reference; slower: it runs each
+        context num_beams times and copies the cache twice per step)."""
         from transformers import GenerationConfig
 
         ids, mask = left_pad(contexts, pad_id, device)
@@ -53,13 +149,54 @@ class Beam(Sampler):
         )
         with torch.inference_mode():
             out = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
-        continuations = [strip_after_eos(row, eos_id) for row in out[:, ids.shape[1]:].tolist()]
-        logprobs = teacher_forced_logprobs(model, contexts, [c for c, _ in continuations], pad_id, device)
-        return [Continuation(toks, lp, list(lp), stopped) for (toks, stopped), lp in zip(continuations, logprobs)]
+        return [strip_after_eos(row, eos_id) for row in out[:, ids.shape[1]:].tolist()]
 
 
 def strip_after_eos(row: list[int], eos_id: int | None) -> tuple[list[int], bool]:
-    """generate() pads finished beams with pad tokens after EOS; keep up to and including EOS."""
+    """Finished beams are padded with a filler after end-of-text; keep up to and including it."""
     if eos_id is not None and eos_id in row:
         return row[: row.index(eos_id) + 1], True
     return row, False
+
+
+def _defer_reordering(cache) -> None:
+    """Make each plain DynamicLayer of the cache reorder by beam lazily (other layer kinds keep
+    their own reorder_cache)."""
+    for layer in getattr(cache, "layers", ()) if _DynamicLayer is not object else ():
+        if type(layer) is _DynamicLayer:
+            layer.__class__ = _ReorderOnAppend
+            layer.parents = None
+
+
+try:
+    from transformers.cache_utils import DynamicLayer as _DynamicLayer
+except ImportError:  # pragma: no cover - older transformers: reorder as the cache does
+    _DynamicLayer = object
+
+
+class _ReorderOnAppend(_DynamicLayer):
+    """A DynamicLayer whose reorder_cache only records the rows to keep; the next update gathers
+    them and appends the new keys/values in one copy (DynamicLayer: index_select, then cat)."""
+
+    parents: torch.Tensor | None = None
+
+    def reorder_cache(self, beam_idx: torch.Tensor) -> None:
+        beam_idx = beam_idx.to(self.keys.device)
+        self.parents = beam_idx if self.parents is None else self.parents[beam_idx]
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        if self.parents is None:
+            return super().update(key_states, value_states, *args, **kwargs)
+        self.keys = _gather_append(self.keys, self.parents, key_states)
+        self.values = _gather_append(self.values, self.parents, value_states)
+        self.parents = None
+        return self.keys, self.values
+
+
+def _gather_append(cached: torch.Tensor, rows: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+    """cat([cached[rows], new], dim=-2) in one pass over the cache."""
+    length = cached.shape[-2]
+    out = cached.new_empty((*rows.shape, *cached.shape[1:-2], length + new.shape[-2], cached.shape[-1]))
+    torch.index_select(cached, 0, rows, out=out[..., :length, :])
+    out[..., length:, :] = new
+    return out
