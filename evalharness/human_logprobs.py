@@ -83,6 +83,18 @@ def human_token_logits(loaded, prompts: Sequence[Prompt]) -> tuple[torch.Tensor,
     return forced.logits[rows, cols], forced.targets[rows, cols]
 
 
+def model_logprobs_of_human(loaded, prompts: Sequence[Prompt], human_logits: HumanLogits | None = None) -> list[list[float]]:
+    """Per prompt, the model's own log-probability of each human continuation token."""
+    logits, targets = (human_logits or human_token_logits)(loaded, prompts)
+    with torch.inference_mode():
+        picked = torch.log_softmax(logits, dim=-1).gather(-1, targets[:, None])[:, 0].tolist()
+    out, start = [], 0
+    for p in prompts:
+        out.append(picked[start:start + len(p.human_ids)])
+        start += len(p.human_ids)
+    return out
+
+
 def sampler_logprobs_of_human(loaded, sampler, prompts: Sequence[Prompt],
                               human_logits: HumanLogits | None = None) -> list[dict]:
     """One record per prompt: the log-probability of each human continuation token under the

@@ -17,7 +17,7 @@ import evalharness
 from evalharness import human_logprobs
 from evalharness.config import ExperimentConfig, build_sampler
 from evalharness.data import build_prompts, read_documents
-from evalharness.decoding import decode, row_seed, teacher_forced_logprobs
+from evalharness.decoding import decode, row_seed
 from evalharness.errors import UserError
 from evalharness.models import LoadedModel, load_model
 from evalharness.parallel import World, for_each_share, rank_device
@@ -62,8 +62,8 @@ def run_experiment(cfg: ExperimentConfig, opts: RunOptions, world: World | None 
     key = experiment_key(cfg, loaded)
     world.on_main(lambda: open_results(store, prompts, key, cfg, opts, started))
     batch_size = opts.batch_size or cfg.model.batch_size
-    generate_human(world, store, prompts, loaded, batch_size, key)
-    human_logits = human_logprobs.HumanLogits()  # shared by the runs: one forward pass per batch
+    human_logits = human_logprobs.HumanLogits()  # one forward pass per batch, shared by the runs
+    generate_human(world, store, prompts, loaded, batch_size, key, human_logits)
     for spec in cfg.samplers:
         generate_run(world, store, spec, prompts, loaded, cfg, batch_size, key, human_logits)
     del human_logits
@@ -180,14 +180,14 @@ def run_meta(spec: RunSpec, key: dict) -> dict:
 
 
 def generate_human(world: World, store: ResultsDir, prompts: list[Prompt], loaded: LoadedModel,
-                   batch_size: int, key: dict) -> None:
+                   batch_size: int, key: dict, human_logits: human_logprobs.HumanLogits) -> None:
     """The human continuations as one more run; logprobs_model = the model's log-probability of
-    each human token given the same context. logprobs_sampler repeats them (no sampler drew them)."""
+    each human token given the same context. logprobs_sampler repeats them (no sampler drew them).
+    The teacher-forced logits are `human_logits`' (kept for the runs' human_logprobs)."""
     spec = RunSpec(HUMAN_RUN, HUMAN_RUN)
 
     def compute(batch: list[Prompt]) -> list[Generation]:
-        logprobs = teacher_forced_logprobs(loaded.model, [p.context_ids for p in batch],
-                                           [p.human_ids for p in batch], loaded.pad_id, loaded.device)
+        logprobs = human_logprobs.model_logprobs_of_human(loaded, batch, human_logits)
         return [Generation(p.prompt_id, HUMAN_RUN, p.human_text, p.human_ids, len(p.human_ids), p.human_ended,
                            tuple(lp), tuple(lp)) for p, lp in zip(batch, logprobs)]
 
