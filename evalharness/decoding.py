@@ -12,7 +12,7 @@ import functools
 import hashlib
 import inspect
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
 
 import torch
 
@@ -131,6 +131,28 @@ def choose_tokens(logits: torch.Tensor, sampler: Sampler,
     return token, lp_model.gather(-1, token[:, None])[:, 0], lp_sampler.gather(-1, token[:, None])[:, 0]
 
 
+def step_through(logits: torch.Tensor, sampler: Sampler, uniforms: torch.Tensor | None, max_new_tokens: int,
+                 eos_id: int | None, next_logits: Callable[[torch.Tensor], torch.Tensor],
+                 check_every: int = 1) -> list[Continuation]:
+    """The token-by-token part of every sampling loop: choose each step's tokens from `logits`
+    (rows, V), stop at the budget or once every row has ended, else get the next step's logits
+    from `next_logits(tokens)`. Whether every row has ended is asked every `check_every` steps
+    (on a GPU the question waits for the device); rows that ended meanwhile are cut at their
+    first end-of-text all the same."""
+    finished = torch.zeros(logits.shape[0], dtype=torch.bool, device=logits.device)
+    steps: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    for step in range(max_new_tokens):
+        chosen = choose_tokens(logits, sampler, None if uniforms is None else uniforms[:, step])
+        steps.append(chosen)
+        if eos_id is not None:
+            finished |= chosen[0] == eos_id
+        if step == max_new_tokens - 1 or (eos_id is not None and step % check_every == check_every - 1
+                                          and bool(finished.all())):
+            break
+        logits = next_logits(chosen[0])
+    return cut_at_eos(*(torch.stack(s, dim=1).cpu() for s in zip(*steps)), eos_id)
+
+
 @torch.inference_mode()
 def sample_loop(model, contexts: Sequence[Sequence[int]], sampler: Sampler, max_new_tokens: int,
                 eos_id: int | None, pad_id: int, seeds: Sequence[int], device: str) -> list[Continuation]:
@@ -139,21 +161,17 @@ def sample_loop(model, contexts: Sequence[Sequence[int]], sampler: Sampler, max_
     uniforms = draw_uniforms(seeds, max_new_tokens, device) if sampler.strategy == "sample" else None
     pos = positions(mask)
     out = model_logits(model, ids, mask, pos)
-    pos = pos[:, -1:]
-    finished = torch.zeros(len(contexts), dtype=torch.bool, device=device)
-    steps: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-    for step in range(max_new_tokens):
-        chosen = choose_tokens(out.logits[:, -1, :], sampler, None if uniforms is None else uniforms[:, step])
-        token = chosen[0]
-        steps.append(chosen)
-        if eos_id is not None:
-            finished |= token == eos_id
-        if bool(finished.all()):
-            break
+    cache, pos = out.cache, pos[:, -1:]
+
+    def next_logits(token: torch.Tensor) -> torch.Tensor:
+        nonlocal cache, mask, pos
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
         pos = pos + 1
-        out = model_logits(model, token[:, None], mask, pos, out.cache)
-    return cut_at_eos(*(torch.stack(s, dim=1).cpu() for s in zip(*steps)), eos_id)
+        step = model_logits(model, token[:, None], mask, pos, cache)
+        cache = step.cache
+        return step.logits[:, -1, :]
+
+    return step_through(out.logits[:, -1, :], sampler, uniforms, max_new_tokens, eos_id, next_logits)
 
 
 class TeacherForced(NamedTuple):

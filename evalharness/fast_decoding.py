@@ -15,8 +15,8 @@ bfloat16 and float16 alike), costs one forward pass to capture instead of minute
 for 36 layers, and does not recompile per batch shape.
 
 What stays the eager path's own code: the prompt pass (model_logits with transformers' cache, then
-copied into the static buffers), the token choice (decoding.choose_tokens, run eagerly after each
-replay) and the EOS cut. Rows keep the decoding.py contract: a row's continuation depends only on
+copied into the static buffers), and the steps: decoding.step_through chooses the tokens (run
+eagerly after each replay) and cuts at end-of-text, for both loops. Rows keep the decoding.py contract: a row's continuation depends only on
 (model, context, sampler, seed).
 
 Two shapes of the same path:
@@ -34,8 +34,8 @@ from typing import Sequence
 
 import torch
 
-from evalharness.decoding import (Continuation, _cache_argument, choose_tokens, cut_at_eos, draw_uniforms,
-                                  left_pad, model_logits, positions)
+from evalharness.decoding import (Continuation, _cache_argument, draw_uniforms, left_pad, model_logits, positions,
+                                  step_through)
 from evalharness.errors import UserError
 
 ATTRIBUTE = "evalharness_fast_path"
@@ -188,20 +188,9 @@ class FastPath:
         step = self.prepare(model, cache_layers(first.cache), mask, pos[:, -1:], max_new_tokens)
         logits = first.logits[:, -1, :]
         del first
-        finished = torch.zeros(len(contexts), dtype=torch.bool, device=device)
-        # Asking whether every row has ended waits for the device: on CUDA only every 8 steps
-        # (rows that ended keep going, as in sample_loop; cut_at_eos cuts them all the same).
-        every = 8 if self.capture else 1
-        steps: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-        for t in range(max_new_tokens):
-            chosen = choose_tokens(logits, sampler, None if uniforms is None else uniforms[:, t])
-            steps.append(chosen)
-            if eos_id is not None:
-                finished |= chosen[0] == eos_id
-            if t == max_new_tokens - 1 or (eos_id is not None and t % every == every - 1 and bool(finished.all())):
-                break
-            logits = self.next_logits(step, chosen[0])
-        return cut_at_eos(*(torch.stack(s, dim=1).cpu() for s in zip(*steps)), eos_id)
+        # Asking whether every row has ended waits for the device: on CUDA only every 8 steps.
+        return step_through(logits, sampler, uniforms, max_new_tokens, eos_id,
+                            lambda token: self.next_logits(step, token), check_every=8 if self.capture else 1)
 
 
 def fast_path_for(model, device: str) -> FastPath:
