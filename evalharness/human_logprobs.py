@@ -88,11 +88,7 @@ def model_logprobs_of_human(loaded, prompts: Sequence[Prompt], human_logits: Hum
     logits, targets = (human_logits or human_token_logits)(loaded, prompts)
     with torch.inference_mode():
         picked = torch.log_softmax(logits, dim=-1).gather(-1, targets[:, None])[:, 0].tolist()
-    out, start = [], 0
-    for p in prompts:
-        out.append(picked[start:start + len(p.human_ids)])
-        start += len(p.human_ids)
-    return out
+    return per_prompt(picked, prompts)
 
 
 def sampler_logprobs_of_human(loaded, sampler, prompts: Sequence[Prompt],
@@ -104,10 +100,15 @@ def sampler_logprobs_of_human(loaded, sampler, prompts: Sequence[Prompt],
     with torch.inference_mode():
         picked = torch.cat([sampling_logprobs(sampler, logits[i:i + chunk]).gather(-1, targets[i:i + chunk, None])[:, 0]
                             for i in range(0, len(targets), chunk)]).tolist()
+    return [{"prompt_id": p.prompt_id, "logprobs": [v if math.isfinite(v) else None for v in values]}
+            for p, values in zip(prompts, per_prompt(picked, prompts))]
+
+
+def per_prompt(values: list[float], prompts: Sequence[Prompt]) -> list[list[float]]:
+    """One value per human token of every prompt, in order -> one list per prompt."""
     out, start = [], 0
     for p in prompts:
-        values = picked[start:start + len(p.human_ids)]
-        out.append({"prompt_id": p.prompt_id, "logprobs": [v if math.isfinite(v) else None for v in values]})
+        out.append(values[start:start + len(p.human_ids)])
         start += len(p.human_ids)
     return out
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import MISSING, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch
@@ -112,16 +113,32 @@ def probabilities(scores: torch.Tensor) -> torch.Tensor:
     return torch.softmax(scores.double(), dim=-1)
 
 
-def with_entropy(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(probabilities, entropy in nats), float64, from one pass of exponentials:
-    H = log Z - sum_x P(x) z(x) for logits z and Z = sum_x exp z(x); excluded tokens add 0."""
+class Exponentials(NamedTuple):
+    """A row's logits z in float64 with their exponentials, from one pass of exp."""
+
+    z: torch.Tensor
+    top: torch.Tensor
+    """max z, (rows, 1)."""
+    weight: torch.Tensor
+    """exp(z - top): the unnormalised probabilities."""
+    total: torch.Tensor
+    """sum of weight, (rows, 1): Z = exp(top) * total."""
+    mean_logit: torch.Tensor
+    """sum_x P(x) z(x), (rows, 1); a -inf logit has P = 0 and adds 0 (its NaN term is skipped)."""
+
+
+def exponentials(scores: torch.Tensor) -> Exponentials:
     z = scores.double()
     top = z.max(dim=-1, keepdim=True).values
     weight = torch.exp(z - top)
     total = weight.sum(dim=-1, keepdim=True)
-    probs = weight / total
-    mean_logit = (probs * torch.where(weight > 0, z, 0.0)).sum(dim=-1, keepdim=True)
-    return probs, top + torch.log(total) - mean_logit
+    return Exponentials(z, top, weight, total, (weight * z).nansum(dim=-1, keepdim=True) / total)
+
+
+def with_entropy(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(probabilities, entropy in nats), float64: H = log Z - sum_x P(x) z(x)."""
+    e = exponentials(scores)
+    return e.weight / e.total, e.top + torch.log(e.total) - e.mean_logit
 
 
 def keep_argmax(keep: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
@@ -130,7 +147,9 @@ def keep_argmax(keep: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
     return keep.scatter(-1, top, True)
 
 
-_SORT_THREADS: ThreadPoolExecutor | None = None
+@functools.lru_cache(maxsize=None)
+def sort_pool(threads: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="evalharness-sort")
 
 
 def sorted_rows(values: torch.Tensor) -> torch.Tensor:
@@ -147,11 +166,8 @@ def sorted_rows(values: torch.Tensor) -> torch.Tensor:
     if threads <= 1:
         rows.sort(axis=-1)
     else:
-        global _SORT_THREADS
-        if _SORT_THREADS is None or _SORT_THREADS._max_workers < threads:
-            _SORT_THREADS = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="evalharness-sort")
         bounds = np.linspace(0, len(rows), threads + 1).astype(int)
-        list(_SORT_THREADS.map(lambda ab: rows[ab[0]:ab[1]].sort(axis=-1), zip(bounds[:-1], bounds[1:])))
+        list(sort_pool(threads).map(lambda ab: rows[ab[0]:ab[1]].sort(axis=-1), zip(bounds[:-1], bounds[1:])))
     return torch.from_numpy(rows)
 
 

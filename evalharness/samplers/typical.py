@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 
 from evalharness.samplers.base import (
-    SAMPLERS, Sampler, apply_temperature, check_float, check_interpolation, check_temperature, first_reaching,
-    sorted_rows, truncate,
+    SAMPLERS, Sampler, apply_temperature, check_float, check_interpolation, check_temperature, exponentials,
+    first_reaching, sorted_rows, truncate,
 )
 
 SIDE_BIT = 1
@@ -27,11 +27,7 @@ def typical_set(scores: torch.Tensor, p: float) -> torch.Tensor:
     most one unit in its last place: the ranking is that of float64 distances."""
     if p >= 1:  # the whole distribution, including tokens too unlikely to move a float64 sum
         return torch.ones_like(scores, dtype=torch.bool)
-    z = scores.double()
-    top = z.max(dim=-1, keepdim=True).values
-    weight = torch.exp(z - top)  # unnormalised probabilities
-    # log Z - H = sum_x P(x) z(x) (as H = log Z - sum P z); a -inf logit has P = 0: its NaN term is skipped
-    mu = (weight * z).nansum(dim=-1, keepdim=True) / weight.sum(dim=-1, keepdim=True)
+    z, top, _, _, mu = exponentials(scores)  # mu = log Z - H = sum_x P(x) z(x)
     distance = (((z - mu).abs().view(torch.int64) & ~SIDE_BIT) | (z < mu)).view(torch.float64)
     ranked = sorted_rows(distance).to(z.device)  # a -inf logit's distance is NaN: sorted last
     # z - mu in ranking order: the distance, negated where the side bit says "below"
