@@ -42,7 +42,7 @@ SAMPLER_PARAMETER = {"top_k": "k", "top_p": "p", "typical": "p", "eta": "eta", "
                      "min_p": "p", "temperature": "temperature"}
 
 
-def gpt2_large_folder(dtype: str) -> str:
+def gpt2_large_folder() -> str:
     """A GPT-2 Large-shaped model (36 layers, width 1280, 20 heads, 50,257 tokens) with random
     weights and the real GPT-2 tokenizer, saved to a temporary folder."""
     from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
@@ -58,7 +58,7 @@ def gpt2_large_folder(dtype: str) -> str:
 
 
 def pick_model(args):
-    name = gpt2_large_folder(args.dtype) if args.gpt2_large else args.model
+    name = gpt2_large_folder() if args.gpt2_large else args.model
     kwargs = {"dtype": args.dtype}
     if args.compile:
         kwargs["compile"] = True

@@ -115,7 +115,7 @@ def main() -> None:
     args = arguments()
     if args.tf32:
         torch.backends.cuda.matmul.allow_tf32 = True
-    folder = args.model or gpt2_large_folder("float32")
+    folder = args.model or gpt2_large_folder()
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
     print(f"model {folder}, device {device_name}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, TF32 {'on' if args.tf32 else 'off'}")
