@@ -14,7 +14,10 @@ from evalharness.errors import RankFailure, UserError
 def cmd_run(args: argparse.Namespace) -> int:
     """One process, or one rank of several under torchrun (then rank 0 prints the results)."""
     from evalharness import config, parallel
+    from evalharness.allocator import keep_freed_memory
     from evalharness.pipeline import RunOptions, run_experiment
+
+    keep_freed_memory()
 
     if args.limit is not None and args.limit < 1:
         raise UserError("--limit: must be an integer >= 1")

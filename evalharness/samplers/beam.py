@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from evalharness.cache_rows import defer_row_selection
 from evalharness.decoding import Continuation, left_pad, model_logits, positions, teacher_forced_logprobs
 from evalharness.samplers.base import SAMPLERS, Sampler, check_float, check_int
 
@@ -79,7 +80,7 @@ class Beam(Sampler):
         out = model_logits(model, ids, mask, pos)
         cache = out.cache
         cache.batch_repeat_interleave(k)
-        _defer_reordering(cache)
+        defer_row_selection(cache)
         logits = out.logits[:, -1, :].float().repeat_interleave(k, 0)
         mask, pos = mask.repeat_interleave(k, 0), pos[:, -1:].repeat_interleave(k, 0)
 
@@ -157,46 +158,3 @@ def strip_after_eos(row: list[int], eos_id: int | None) -> tuple[list[int], bool
     if eos_id is not None and eos_id in row:
         return row[: row.index(eos_id) + 1], True
     return row, False
-
-
-def _defer_reordering(cache) -> None:
-    """Make each plain DynamicLayer of the cache reorder by beam lazily (other layer kinds keep
-    their own reorder_cache)."""
-    for layer in getattr(cache, "layers", ()) if _DynamicLayer is not object else ():
-        if type(layer) is _DynamicLayer:
-            layer.__class__ = _ReorderOnAppend
-            layer.parents = None
-
-
-try:
-    from transformers.cache_utils import DynamicLayer as _DynamicLayer
-except ImportError:  # pragma: no cover - older transformers: reorder as the cache does
-    _DynamicLayer = object
-
-
-class _ReorderOnAppend(_DynamicLayer):
-    """A DynamicLayer whose reorder_cache only records the rows to keep; the next update gathers
-    them and appends the new keys/values in one copy (DynamicLayer: index_select, then cat)."""
-
-    parents: torch.Tensor | None = None
-
-    def reorder_cache(self, beam_idx: torch.Tensor) -> None:
-        beam_idx = beam_idx.to(self.keys.device)
-        self.parents = beam_idx if self.parents is None else self.parents[beam_idx]
-
-    def update(self, key_states, value_states, *args, **kwargs):
-        if self.parents is None:
-            return super().update(key_states, value_states, *args, **kwargs)
-        self.keys = _gather_append(self.keys, self.parents, key_states)
-        self.values = _gather_append(self.values, self.parents, value_states)
-        self.parents = None
-        return self.keys, self.values
-
-
-def _gather_append(cached: torch.Tensor, rows: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
-    """cat([cached[rows], new], dim=-2) in one pass over the cache."""
-    length = cached.shape[-2]
-    out = cached.new_empty((*rows.shape, *cached.shape[1:-2], length + new.shape[-2], cached.shape[-1]))
-    torch.index_select(cached, 0, rows, out=out[..., :length, :])
-    out[..., length:, :] = new
-    return out

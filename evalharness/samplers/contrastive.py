@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from evalharness.cache_rows import defer_row_selection
 from evalharness.decoding import Continuation, cut_at_eos, left_pad, model_logits, positions
 from evalharness.samplers.base import SAMPLERS, Sampler, check_float, check_int
 
@@ -37,19 +38,20 @@ class Contrastive(Sampler):
         logits, cache, pos = out.logits[:, -1, :].float(), out.cache, pos[:, -1:]
         batch, k = len(contexts), min(self.k, logits.shape[-1])
         finished = torch.zeros(batch, dtype=torch.bool, device=device)
+        defer_row_selection(cache)  # the chosen rows and their repeats are gathered when appending
+        chosen = torch.arange(batch, device=device)
         steps = []
         for _ in range(max_new_tokens):
             logprobs = torch.log_softmax(logits, dim=-1)
             top_lp, top_ids = logprobs.topk(k, dim=-1)
-            cache.batch_repeat_interleave(k)
+            cache.reorder_cache(chosen.repeat_interleave(k))  # each row's cache, once per candidate
             cand_mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
             cand = model_logits(model, top_ids.reshape(-1, 1), cand_mask.repeat_interleave(k, 0),
                                 (pos + 1).repeat_interleave(k, 0), cache, hidden=True)
             cand_hidden = torch.nn.functional.normalize(cand.hidden[:, -1].float(), dim=-1)
             penalty = self._degeneration_penalty(cand_hidden.view(batch, k, -1), history, mask)
             choice = ((1 - self.alpha) * top_lp.exp() - self.alpha * penalty).argmax(dim=-1)
-            picked = torch.arange(batch, device=device) * k + choice
-            cache.batch_select_indices(picked)
+            chosen = torch.arange(batch, device=device) * k + choice
             token = top_ids.gather(-1, choice[:, None])[:, 0]
             token_lp = top_lp.gather(-1, choice[:, None])[:, 0]
             steps.append((token, token_lp, token_lp))
@@ -57,8 +59,8 @@ class Contrastive(Sampler):
                 finished |= token == eos_id
             if bool(finished.all()):
                 break
-            logits = cand.logits[picked, -1].float()
-            history = torch.cat([history, cand_hidden[picked][:, None]], dim=1)
+            logits = cand.logits[chosen, -1].float()
+            history = torch.cat([history, cand_hidden[chosen][:, None]], dim=1)
             mask, pos = cand_mask, pos + 1
         return cut_at_eos(*(torch.stack(s, dim=1).cpu() for s in zip(*steps)), eos_id)
 
