@@ -33,9 +33,11 @@ from evalharness.records import Prompt
 from evalharness.store import append_jsonl, read_jsonl
 
 FILE = "human_logprobs.jsonl"
-ELEMENTS_PER_CHUNK = 1 << 22
-"""sampler.process runs on at most this many (position x vocabulary) scores at once (its
-float64 intermediates are several times that in bytes)."""
+ELEMENTS_PER_CHUNK = 1 << 20
+"""sampler.process runs on at most this many (position x vocabulary) scores at once. Its float64
+intermediates are several times that in bytes, and they should stay in the CPU's caches: chunks
+of 2**20 scores (128 rows of an 8,192-token vocabulary) took typical 0.36 s, top-p 0.19 s and
+eta 0.12 s per 1,000 rows, against 0.56, 0.24 and 0.21 s in chunks of 2**22."""
 
 
 def defines_distribution(sampler) -> bool:
