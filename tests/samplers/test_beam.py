@@ -3,7 +3,6 @@
 import pytest
 import torch
 
-from evalharness.cache_rows import gather_append
 from evalharness.models import load_model
 from evalharness.samplers import SAMPLERS
 from evalharness.samplers import beam as beam_module
@@ -87,9 +86,3 @@ def test_decode_chunks_and_log_probs_match_the_generate_path(tiny, monkeypatch):
     ours = beam.decode(tiny.model, contexts, 6, tiny.eos_id, tiny.pad_id, "cpu")
     reference = beam.decode(tiny.model, contexts, 6, tiny.eos_id, tiny.pad_id, "cpu", search=beam.search_with_generate)
     assert ours == reference
-
-
-def test_reordering_on_append_equals_index_select_then_cat():
-    cached, new = torch.randn(6, 2, 5, 3), torch.randn(6, 2, 1, 3)
-    rows = torch.tensor([1, 1, 0, 5, 3, 3])
-    assert torch.equal(gather_append(cached, rows, new), torch.cat([cached[rows], new], dim=-2))
