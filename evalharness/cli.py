@@ -29,10 +29,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     opts = RunOptions(limit=args.limit, device=args.device, batch_size=args.batch_size,
                       output=Path(args.output) if args.output else None, overwrite=args.overwrite)
     world = parallel.start(opts.device or cfg.model.device, args.timeout)
-    try:
-        root = run_experiment(cfg, opts, world)
-    finally:
-        world.shutdown()
+    root = run_experiment(cfg, opts, world)  # on an error a rank leaves at once: see leave_rank
+    world.shutdown()
     if world.is_main:
         print(f"results: {root}")
         print((root / "summary.md").read_text(encoding="utf-8"))
@@ -107,6 +105,28 @@ def report_error(exc: Exception) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    status = run_command(args)
+    if status and is_torchrun_rank():
+        leave_rank(status)
+    return status
+
+
+def is_torchrun_rank() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and "RANK" in os.environ
+
+
+def leave_rank(status: int) -> None:
+    """End a failed rank now, with its status, without tearing down its process groups: its
+    peers are failing at their own pace, and gloo torn down while a peer still talks to it can
+    end the process in std::terminate (SIGABRT, seen in CI) instead of the status. The error line
+    is already printed; the operating system closes the connections."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """The command's exit status: 0, 1 (a rank failed), 2 (a user error), 130 (interrupted)."""
     try:
         return args.func(args)
     except UserError as exc:
