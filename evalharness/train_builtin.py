@@ -18,21 +18,21 @@ safety cap: if it cuts training short the log says so and the result depends on 
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from evalharness.corpora import pydocs
-from evalharness.train_builtin_command import (  # noqa: F401  (re-exported)
-    DEFAULT_OUTPUT, DESCRIPTION, EOT, MODEL_NAME, TrainConfig, add_options, parse_args,
+from evalharness.train_builtin_command import (  # noqa: F401  (DEFAULT_OUTPUT: re-exported for tests)
+    DEFAULT_OUTPUT, EOT, MODEL_NAME, TrainConfig, parse_args,
 )
+
 
 def main(argv: list[str] | None = None) -> int:
     """Train, evaluate and save; prints progress and a summary. Returns the exit status."""

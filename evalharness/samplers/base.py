@@ -150,8 +150,9 @@ def sorted_rows(values: torch.Tensor) -> torch.Tensor:
     Truncation needs the order of a row's values, not which token holds which value, and a
     values-only sort is what CPUs do fast: numpy's vectorised sort is ~5x torch.sort on CPU
     (which always carries indices). One thread: sharing the rows over a thread pool was no
-    faster inside the decoding loop (top-p and typical decoding, 128 rows, 2 cores, alternating
-    runs), where torch's own threads hold the cores between ops. Other devices use torch.sort."""
+    faster inside the decoding loop (top-p and typical decoding, 32 and 128 rows, 2 cores,
+    alternating runs), though it was outside it; torch's own threads between ops are the likely
+    cause (not verified). Other devices use torch.sort."""
     if values.device.type != "cpu":
         return torch.sort(values, dim=-1).values
     rows = values.detach().numpy().copy()
