@@ -3,7 +3,7 @@ transformers' `generate`.
 
 Columns (every one generates exactly batch x new tokens: end-of-text is disabled):
 - forward-only: the floor — KV cache + argmax, eager, nothing else (no log-probs, no sampler);
-- one column per sampler in --samplers, through evalharness.decoding.decode;
+- one column per sampler in --samplers, through evalharness.generation.decoding.decode;
 - generate: `model.generate` with top-p 0.95 (the library's own sampling loop), unless --no-generate;
 - with --beam B: beam search with B beams over batch/B prompts vs greedy over the same number
   of rows (batch), i.e. the cost per row-step of the search against the plain loop; with
@@ -33,8 +33,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from evalharness.decoding import decode, left_pad, model_logits, positions, row_seed  # noqa: E402
-from evalharness.models import load_model  # noqa: E402
+from evalharness.generation.decoding import decode, left_pad, model_logits, positions, row_seed  # noqa: E402
+from evalharness.generation.models import load_model  # noqa: E402
 from evalharness.samplers import SAMPLERS  # noqa: E402
 
 GPT2_TOKENIZER = ROOT.parent / "shared" / "data" / "gpt2-tokenizer"

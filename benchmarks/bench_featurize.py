@@ -23,7 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from evalharness import featurize  # noqa: E402
+from evalharness.scorers import featurize  # noqa: E402
 
 GPT2_TOKENIZER = ROOT.parent / "shared" / "data" / "gpt2-tokenizer"
 
@@ -62,7 +62,7 @@ def reference_forward(f: featurize.Featurizer, batch: list[list[int]]) -> np.nda
 def pieces(n: int, tokens: int) -> list[str]:
     """Up to n texts of `tokens` GPT-2 tokens, one per test document (its second piece when
     there is one: mid-document text, as continuations are)."""
-    from evalharness.corpora import pydocs
+    from evalharness.builtin.corpora import pydocs
 
     encode, decode = _gpt2()
     out = []

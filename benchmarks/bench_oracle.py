@@ -5,7 +5,7 @@
                                       [--threads N] [--repeats 3]
 
 On the same windows (window mode, L = --context) it times:
-  oracle      evalharness.oracle.score_batches: forward passes + rank / p / mass above
+  oracle      evalharness.oracle.score.score_batches: forward passes + rank / p / mass above
   forward     the same forward passes only (last position's logits, as the oracle asks for)
   full-head   the same forward passes computing logits at every position (no logits_to_keep)
   naive       one forward pass per token, batch 1, full logits, numpy argsort (on --naive tokens)
@@ -28,10 +28,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from evalharness.config import DataConfig  # noqa: E402
-from evalharness.data import read_documents  # noqa: E402
-from evalharness.models import BUILTIN_MODELS, load_model  # noqa: E402
-from evalharness.oracle import OracleSettings, plan_documents, score_batches, window_batches  # noqa: E402
+from evalharness.experiment.config import DataConfig  # noqa: E402
+from evalharness.experiment.data import read_documents  # noqa: E402
+from evalharness.generation.models import BUILTIN_MODELS, load_model  # noqa: E402
+from evalharness.oracle.plan import OracleSettings, plan_documents, window_batches  # noqa: E402
+from evalharness.oracle.score import score_batches  # noqa: E402
 
 
 def default_model() -> str:

@@ -2,7 +2,7 @@
 
 The work is what `run` does for one sampling run: the fixed batches of P prompts (random
 32-token contexts, end-of-text disabled so every prompt gets exactly --new tokens), shared out
-by evalharness.parallel.for_each_share, every record gathered to rank 0 (which keeps them in
+by evalharness.experiment.parallel.for_each_share, every record gathered to rank 0 (which keeps them in
 memory instead of writing a file). The timer covers the generation loop only: model loading and
 torchrun's start-up are reported apart. Configurations alternate (1 process, N ranks, 1 process,
 ...) so machine noise hits both alike.
@@ -34,9 +34,9 @@ def worker(args: argparse.Namespace) -> None:
     """One rank (or the single process): generate, time, and on rank 0 print one JSON line."""
     import torch
 
-    from evalharness import parallel
-    from evalharness.decoding import decode, row_seed
-    from evalharness.models import load_model
+    from evalharness.experiment import parallel
+    from evalharness.generation.decoding import decode, row_seed
+    from evalharness.generation.models import load_model
     from evalharness.samplers import SAMPLERS
 
     started = time.perf_counter()

@@ -5,7 +5,7 @@
 
 Synthetic records of the default experiment's shape (500 prompts, up to 128 new tokens, the
 paper's 9 decoding runs plus the human row, 200 bootstrap resamples), scored the way
-evalharness.scoring does it (every registered scorer with default options, MAUVE human features
+evalharness.experiment.scoring does it (every registered scorer with default options, MAUVE human features
 cached once). Prints the time per scorer per run and the total. Texts are English-looking word
 salads; token ids are word indices (a 50k-id Zipfian vocabulary), so the numbers measure the
 scorers, not a model.

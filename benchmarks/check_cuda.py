@@ -18,10 +18,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evalharness.config import DataConfig  # noqa: E402
-from evalharness.data import build_prompts, read_documents  # noqa: E402
-from evalharness.decoding import decode, row_seed  # noqa: E402
-from evalharness.models import load_model  # noqa: E402
+from evalharness.experiment.config import DataConfig  # noqa: E402
+from evalharness.experiment.data import build_prompts, read_documents  # noqa: E402
+from evalharness.generation.decoding import decode, row_seed  # noqa: E402
+from evalharness.generation.models import load_model  # noqa: E402
 from evalharness.samplers import SAMPLERS  # noqa: E402
 
 GRID = [("greedy", {}), ("beam", {"num_beams": 4}), ("pure", {}), ("top_k", {"k": 40}), ("top_p", {"p": 0.95}),

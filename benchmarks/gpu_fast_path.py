@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_decoding import forward_only, gpt2_large_folder, parse_sampler  # noqa: E402
-from evalharness.decoding import decode, row_seed, sample_loop  # noqa: E402
-from evalharness.models import load_model  # noqa: E402
+from evalharness.generation.decoding import decode, row_seed, sample_loop  # noqa: E402
+from evalharness.generation.models import load_model  # noqa: E402
 
 
 def arguments() -> argparse.Namespace:

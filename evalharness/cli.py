@@ -9,13 +9,13 @@ import sys
 from pathlib import Path
 
 from evalharness.errors import RankFailure, UserError
+from evalharness.generation.allocator import keep_freed_memory
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """One process, or one rank of several under torchrun (then rank 0 prints the results)."""
-    from evalharness import config, parallel
-    from evalharness.allocator import keep_freed_memory
-    from evalharness.pipeline import RunOptions, run_experiment
+    from evalharness.experiment import config, parallel
+    from evalharness.experiment.pipeline import RunOptions, run_experiment
 
     keep_freed_memory()
 
@@ -86,9 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
 # Keep heavy imports (torch, transformers) inside the callables so `--help` stays fast.
 COMMAND_MODULES: list[str] = [
     "evalharness.annotation.command",
-    "evalharness.oracle",
-    "evalharness.report",
-    "evalharness.train_builtin_command",
+    "evalharness.oracle.command",
+    "evalharness.report.command",
+    "evalharness.builtin.command",
 ]
 
 

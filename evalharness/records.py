@@ -102,3 +102,30 @@ class ScoreResult:
     """Metric name -> 95% bootstrap interval over prompts (low, high)."""
     per_sample: dict[str, tuple[float, ...]] = field(default_factory=dict)
     """Metric name -> one value per generation, for metrics defined per text."""
+
+
+# --- human typicality ratings --------------------------------------------------------------------
+# The scale of one record field (judgements.csv's `typicality`): the annotation app collects
+# ratings on it and the HUSE scorer reads them, so it lives here, below both.
+
+TYPICALITY_SCALE: tuple[tuple[int, str, str], ...] = (
+    (1, "Invalid", "not real text: broken, garbled or meaningless"),
+    (2, "Rare", "could be real, but very strange or unlikely"),
+    (3, "Specific", "plausible, but tied to an unusual topic, source or situation"),
+    (4, "Average", "ordinary text, neither odd nor especially typical"),
+    (5, "Typical", "the kind of text you would expect to come across"),
+    (6, "Very typical", "exactly what you would expect a person to write"),
+)
+"""The six buckets of Holtzman et al.'s MTurk form: (value, label, help); labels as in the form,
+help texts our own."""
+
+LOWEST_RATING, HIGHEST_RATING = TYPICALITY_SCALE[0][0], TYPICALITY_SCALE[-1][0]
+
+
+def scale_json() -> list[dict]:
+    return [{"value": value, "label": label, "help": help_text} for value, label, help_text in TYPICALITY_SCALE]
+
+
+def is_rating(value) -> bool:
+    """An integer 1..6; bools (a JSON true) and floats (3.0) are not ratings."""
+    return type(value) is int and LOWEST_RATING <= value <= HIGHEST_RATING

@@ -16,8 +16,9 @@ import json
 import math
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable
+from typing import IO, Any, Iterable, Iterator
 
 from evalharness.errors import UserError
 from evalharness.records import Generation, Prompt
@@ -29,14 +30,16 @@ def fingerprint(obj: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over the target:
-    a reader sees the old file or the new one, never half of either."""
+@contextmanager
+def atomic_writer(path: Path, binary: bool = False) -> Iterator[IO]:
+    """A handle on a temporary file in the target's folder; when the block ends, fsync and rename
+    it over the target: a reader sees the old file or the new one, never half of either. An
+    exception inside the block leaves the target as it was and removes the temporary file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb" if binary else "w", encoding=None if binary else "utf-8") as handle:
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; results are meant to be shared
@@ -44,6 +47,12 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write text (or bytes) with atomic_writer."""
+    with atomic_writer(path, binary=isinstance(data, bytes)) as handle:
+        handle.write(data)
 
 
 NON_FINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}

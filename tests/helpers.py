@@ -74,7 +74,7 @@ def padded_contexts(loaded, n: int = 16) -> list[list[int]]:
 
 def decode_batches(loaded, sampler, ctxs, batch: int, seed: int = 0, max_new: int = 15) -> list:
     """decode() over ctxs in batches of `batch`; prompt i is seeded as prompt f"{i:05d}" of run "r"."""
-    from evalharness.decoding import decode, row_seed
+    from evalharness.generation.decoding import decode, row_seed
 
     out = []
     for start in range(0, len(ctxs), batch):

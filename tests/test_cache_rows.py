@@ -6,8 +6,8 @@ import pytest
 import torch
 from transformers.cache_utils import DynamicCache
 
-from evalharness.allocator import keep_freed_memory
-from evalharness.cache_rows import defer_row_selection, gather_append
+from evalharness.generation.allocator import keep_freed_memory
+from evalharness.generation.cache_rows import defer_row_selection, gather_append
 
 
 def test_reordering_on_append_equals_index_select_then_cat():

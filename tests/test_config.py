@@ -4,7 +4,7 @@ import textwrap
 
 import pytest
 
-from evalharness import config
+from evalharness.experiment import config
 from evalharness.errors import UserError
 
 BASE = """\

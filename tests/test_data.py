@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from evalharness.config import DataConfig
-from evalharness.data import build_prompts, read_documents
+from evalharness.experiment.config import DataConfig
+from evalharness.experiment.data import build_prompts, read_documents
 from evalharness.errors import UserError
-from evalharness.models import load_model
+from evalharness.generation.models import load_model
 from helpers import synthetic_documents, write_jsonl
 
 WIKITEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "wikitext-2" / "test.txt"

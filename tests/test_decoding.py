@@ -7,8 +7,8 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
-from evalharness.decoding import draw_uniforms, inverse_cdf_sample, row_seed, teacher_forced_logprobs
-from evalharness.models import load_model
+from evalharness.generation.decoding import draw_uniforms, inverse_cdf_sample, row_seed, teacher_forced_logprobs
+from evalharness.generation.models import load_model
 from evalharness.samplers import SAMPLERS
 from helpers import decode_batches as run, padded_contexts as contexts
 

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from evalharness import config
+from evalharness.experiment import config
 from evalharness.errors import UserError
-from evalharness.models import load_model
-from evalharness.oracle import OracleSettings, run_oracle
-from evalharness.pipeline import RunOptions, run_experiment
+from evalharness.generation.models import load_model
+from evalharness.oracle.plan import OracleSettings
+from evalharness.oracle.run import run_oracle
+from evalharness.experiment.pipeline import RunOptions, run_experiment
 from helpers import write_experiment
 
 SAMPLERS = "[greedy, pure, {name: top_p, p: 0.9}, {name: beam, num_beams: 2}, {name: contrastive, alpha: 0.6, k: 3}]"

@@ -12,7 +12,7 @@ import pytest
 
 from evalharness import evaluate_modules
 from evalharness.evaluate_modules import as_generations
-from evalharness.featurize import get_featurizer
+from evalharness.scorers.featurize import get_featurizer
 from evalharness.records import Generation
 from evalharness.scorers.base import ScoringContext
 from evalharness.scorers.detectability import Detectability

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from evalharness import config
+from evalharness.experiment import config
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 TABLE_1 = {"greedy", "beam-num_beams=16", "stochastic_beam-num_beams=16", "pure", "temperature-temperature=0.9",

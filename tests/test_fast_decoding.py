@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from evalharness.config import load as load_config
-from evalharness.decoding import decode, row_seed, sample_loop
+from evalharness.experiment.config import load as load_config
+from evalharness.generation.decoding import decode, row_seed, sample_loop
 from evalharness.errors import UserError
-from evalharness.fast_decoding import ATTRIBUTE, FastPath
-from evalharness.models import load_model
+from evalharness.generation.fast_decoding import ATTRIBUTE, FastPath
+from evalharness.generation.models import load_model
 from evalharness.samplers import SAMPLERS
 from helpers import padded_contexts, write_experiment
 
@@ -134,7 +134,7 @@ def test_gpu_benchmark_script_runs_on_cpu_at_a_tiny_size(tiny_model_dir, monkeyp
 
 
 def test_unsupported_attention_is_refused():
-    from evalharness.fast_decoding import fast_path_for
+    from evalharness.generation.fast_decoding import fast_path_for
 
     class Config:
         _attn_implementation = "flash_attention_2"
@@ -147,8 +147,8 @@ def test_the_fixed_shape_step_traces_as_one_graph(loaded, contexts):
     """What a CUDA graph capture needs and CPU can check: the decode step (the model on the static
     buffers) has no host synchronisation or data-dependent Python branch; dynamo's fullgraph
     tracing fails on any (.item(), bool(tensor), a tensor built from host values each call)."""
-    from evalharness.decoding import left_pad, model_logits, positions
-    from evalharness.fast_decoding import cache_layers
+    from evalharness.generation.decoding import left_pad, model_logits, positions
+    from evalharness.generation.fast_decoding import cache_layers
 
     fast = FastPath(fixed_shapes=True, capture=False)
     with torch.inference_mode():

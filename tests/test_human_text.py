@@ -8,14 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from evalharness import config, human_logprobs
+from evalharness.experiment import config
+from evalharness.generation import human_logprobs
 from evalharness.cli import main
-from evalharness.data import build_prompts, read_documents
-from evalharness.decoding import teacher_forced
+from evalharness.experiment.data import build_prompts, read_documents
+from evalharness.generation.decoding import teacher_forced
 from evalharness.errors import UserError
-from evalharness.models import load_model
-from evalharness.oracle import rank_and_mass, topk_allows, topp_allows
-from evalharness.pipeline import RunOptions, run_experiment
+from evalharness.generation.models import load_model
+from evalharness.generation.ranks import rank_and_mass
+from evalharness.report.oracle_coverage import topk_allows, topp_allows
+from evalharness.experiment.pipeline import RunOptions, run_experiment
 from evalharness.samplers import SAMPLERS
 from helpers import write_experiment
 from huse_reference import reference_huse
@@ -186,9 +188,11 @@ def test_a_bad_judgement_stops_with_file_line_and_problem(experiment, tmp_path, 
 def test_the_report_shows_human_coverage_beside_the_oracle(experiment):
     """After `evalharness oracle` into the results folder, report.html puts the oracle's coverage
     for the same sampler next to human_coverage (exact from oracle_tokens.jsonl)."""
-    from evalharness.oracle import OracleSettings, read_token_columns, run_oracle, topk_allows
-    from evalharness.report import write_report
-    from evalharness.summary import format_value
+    from evalharness.oracle.plan import OracleSettings
+    from evalharness.oracle.run import run_oracle
+    from evalharness.report.oracle_coverage import read_token_columns, topk_allows
+    from evalharness.report.folder import write_report
+    from evalharness.report.summary import format_value
 
     cfg, out = experiment
     run_oracle(cfg, OracleSettings(context_tokens=6, mode="window", num_tokens=300, batch_size=64, device="cpu"),

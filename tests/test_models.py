@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from evalharness.errors import UserError
-from evalharness.models import load_model
+from evalharness.generation.models import load_model
 
 
 def test_local_folder_loads_in_eval_mode_with_ids(tiny_model_dir):

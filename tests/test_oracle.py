@@ -13,11 +13,15 @@ import numpy as np
 import pytest
 import torch
 
-from evalharness import oracle
+from evalharness.oracle import run as oracle_run
+from evalharness.oracle import stats as oracle_stats
+from evalharness.report import oracle_coverage
 from evalharness.cli import main
-from evalharness.data import read_documents
-from evalharness.models import load_model
-from evalharness.oracle import OracleSettings, Plan, plan_documents, rank_and_mass, score_batches
+from evalharness.experiment.data import read_documents
+from evalharness.generation.models import load_model
+from evalharness.generation.ranks import rank_and_mass
+from evalharness.oracle.plan import OracleSettings, Plan, plan_documents
+from evalharness.oracle.score import score_batches
 from evalharness.samplers.top_k import TopK
 from evalharness.samplers.top_p import TopP
 from helpers import write_experiment, write_jsonl
@@ -32,7 +36,7 @@ def loaded(tiny_model_dir):
 
 @pytest.fixture(scope="module")
 def docs(corpus_jsonl):
-    from evalharness.config import DataConfig
+    from evalharness.experiment.config import DataConfig
     return read_documents(DataConfig(source=str(corpus_jsonl)))
 
 
@@ -120,11 +124,11 @@ def test_coverage_rules_agree_with_the_top_k_and_top_p_samplers():
     rows = torch.arange(300)
     for k in (1, 2, 3, 5, 8, 13, 40):
         kept = torch.isfinite(TopK(k=k).process(z)[rows, targets])
-        assert torch.equal(kept, oracle.topk_allows(got.rank, k)), k
-    for p in oracle.P_GRID[::3]:
+        assert torch.equal(kept, oracle_coverage.topk_allows(got.rank, k)), k
+    for p in oracle_stats.P_GRID[::3]:
         kept = torch.isfinite(TopP(p=p).process(z)[rows, targets])
-        assert torch.equal(kept, oracle.topp_allows(got.mass_above, p)), p
-    cov = oracle.coverage(got.rank.numpy(), got.mass_above.numpy(), 40)
+        assert torch.equal(kept, oracle_coverage.topp_allows(got.mass_above, p)), p
+    cov = oracle_stats.coverage(got.rank.numpy(), got.mass_above.numpy(), 40)
     at_five = cov["top_k"]["fraction"][cov["top_k"]["K"].index(5)]
     assert at_five == pytest.approx(torch.isfinite(TopK(k=5).process(z)[rows, targets]).float().mean().item())
 
@@ -180,7 +184,7 @@ def test_prefix_mode_matches_a_naive_pass_over_the_whole_prefix(loaded, docs):
 def test_summary_statistics_histograms_and_curves():
     rank = np.array([1, 1, 2, 3, 3, 7, 50, 400])
     p = np.array([0.1, 0.2, 0.5, 0.6, 0.6, 0.9, 0.99, 1.0])
-    summary = oracle.summarize({"rank": rank, "p": p, "mass_above": p - 0.05}, vocab_size=400)
+    summary = oracle_stats.summarize({"rank": rank, "p": p, "mass_above": p - 0.05}, vocab_size=400)
     assert summary["count"] == 8
     assert summary["k"]["median"] == 3 and summary["k"]["max"] == 400 and summary["k"]["mean"] == rank.mean()
     assert summary["k"]["quantiles"]["90"] == pytest.approx(np.percentile(rank, 90))
@@ -202,7 +206,7 @@ def test_cli_writes_the_results_and_refuses_bad_input(tiny_model_dir, corpus_jso
                                  extra="oracle: {context_tokens: 5, num_tokens: 90, batch_size: 16}\n")
     out = tmp_path / "oracle"
     assert main(["oracle", str(yaml_path), "--output", str(out), "--num-tokens", "120"]) == 0
-    for name in oracle.OUTPUT_FILES:
+    for name in oracle_run.OUTPUT_FILES:
         assert (out / name).stat().st_size > 0, name
     summary = json.loads((out / "oracle.json").read_text())
     lines = (out / "oracle_tokens.jsonl").read_text().splitlines()

@@ -158,7 +158,7 @@ OOM_ON_LOAD = """
 import os
 if os.environ.get("RANK") == "1":
     import torch
-    import evalharness.models as models
+    import evalharness.generation.models as models
     def load_model(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (injected)")
     models.load_model = load_model
@@ -168,7 +168,7 @@ OOM_MID_RUN = """
 import os
 if os.environ.get("RANK") == "1":
     import torch
-    import evalharness.decoding as decoding
+    import evalharness.generation.decoding as decoding
     real, calls = decoding.decode, []
     def decode(*args, **kwargs):
         calls.append(1)
@@ -196,7 +196,7 @@ def test_ranks_that_loaded_different_weights_are_refused(experiment, tmp_path):
 
     yaml_path, _ = experiment
     other = build_tiny_model(tmp_path / "other", seed=1)
-    swap = (f"import os\nif os.environ.get('RANK') == '1':\n    import evalharness.models as models\n"
+    swap = (f"import os\nif os.environ.get('RANK') == '1':\n    import evalharness.generation.models as models\n"
             f"    real = models.load_model\n    models.load_model = lambda name, *a, **k: real({str(other)!r}, *a, **k)\n")
     result = run_cli(2, "run", yaml_path, "--output", tmp_path / "out", extra_path=inject(tmp_path, swap))
     lines = error_lines(result.stderr)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from evalharness.corpora import BUILTIN_CORPORA, get_corpus, pydocs
+from evalharness.builtin.corpora import BUILTIN_CORPORA, get_corpus, pydocs
 from evalharness.errors import UserError
 
 
@@ -54,7 +54,7 @@ def test_returned_list_is_a_copy():
 def test_test_split_holds_enough_long_documents():
     # The default experiment takes 500+ prompts of ~32 context + up to 128 continuation tokens.
     tokenizers = pytest.importorskip("tokenizers")
-    from evalharness.train_builtin import DEFAULT_OUTPUT
+    from evalharness.builtin.train_config import DEFAULT_OUTPUT
 
     path = DEFAULT_OUTPUT / "tokenizer.json"
     if not path.is_file():

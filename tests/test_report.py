@@ -61,7 +61,7 @@ def build_results(tmp_path_factory, model: Path, corpus: Path) -> Path:
 def crafted_copy(results_dir: Path, folder: Path) -> Path:
     """A copy of the results with hostile text in a generation and a prompt, control characters
     in another generation, a stale plot, and the model and data gone; its report rewritten."""
-    from evalharness.report import write_report
+    from evalharness.report.folder import write_report
 
     folder = Path(shutil.copytree(results_dir, folder))
     edit_first_record(folder / "top_p-p=0.5" / "generations.jsonl", text=INJECTED)
@@ -199,7 +199,7 @@ def test_html_summary_table_human_first_with_intervals(results_dir):
 
 
 def test_html_sample_browser_shows_context_human_and_every_run(results_dir):
-    from evalharness.html_report import text
+    from evalharness.report.html import text
     from evalharness.store import ResultsDir
 
     source = (results_dir / "report.html").read_text(encoding="utf-8")
@@ -261,7 +261,7 @@ def test_summary_tex_is_booktabs_table1_layout_human_first(results_dir):
 
 
 def test_latex_escaping_and_ci_option():
-    from evalharness import latex
+    from evalharness.report import latex
 
     assert latex.escape_latex(r"a_b%c&d#e$f{g}h~i^j\k<l>|") == (
         r"a\_b\%c\&d\#e\$f\{g\}h\textasciitilde{}i\textasciicircum{}j\textbackslash{}k"
@@ -303,7 +303,7 @@ LATEX_DOCUMENT = r"""\documentclass{article}
 def test_latex_tables_compile(results_dir, tmp_path):
     import subprocess
 
-    from evalharness import latex
+    from evalharness.report import latex
 
     odd = [{"run": "human", "metrics": {"perplexity": 1.0, "mauve": 1.0}, "ci": {}},
            {"run": r"weird_run%#&$~^\{}<>|", "metrics": {"perplexity": 2.0, "mauve": 0.5}, "ci": {"mauve": [0.4, 0.6]}}]
@@ -359,7 +359,7 @@ def test_compare_two_folders_in_every_format(results_dir, tmp_path, capsys):
 
 
 def test_compare_labels_by_folder_when_experiment_names_clash(results_dir, tmp_path):
-    from evalharness.report import comparison_rows
+    from evalharness.report.compare import comparison_rows
 
     a = Path(shutil.copytree(results_dir, tmp_path / "gpt2-small"))
     b = Path(shutil.copytree(results_dir, tmp_path / "gpt2-large"))
@@ -400,7 +400,7 @@ def test_compare_needs_two_folders(results_dir, capsys):
 
 
 def test_sweeps_find_each_varied_numeric_parameter():
-    from evalharness.plots import sweeps
+    from evalharness.report.plots import sweeps
 
     def row(run, sampler, **params):
         return {"run": run, "sampler": sampler, "params": params, "metrics": {}, "ci": {}}

@@ -54,8 +54,8 @@ def test_a_run_folder_with_another_fingerprint_is_refused(tmp_path):
 
 def test_a_rerun_removes_the_temporary_files_a_killed_run_left(tmp_path, tiny_model_dir, corpus_jsonl):
     """A SIGKILL between mkstemp and rename in write_atomic leaves `.run.json.XXXX.tmp`."""
-    from evalharness import config
-    from evalharness.pipeline import RunOptions, run_experiment
+    from evalharness.experiment import config
+    from evalharness.experiment.pipeline import RunOptions, run_experiment
 
     yaml_path = write_experiment(tmp_path / "tiny.yaml", tiny_model_dir, corpus_jsonl, "[pure]", num_prompts=4)
     stale = [tmp_path / "out" / ".manifest.json.abc123.tmp", tmp_path / "out" / "pure" / ".run.json.x1y2.tmp",

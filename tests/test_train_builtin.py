@@ -7,9 +7,10 @@ import math
 
 import pytest
 
-from evalharness import train_builtin
+from evalharness.builtin import train as train_builtin
+from evalharness.builtin import train_config
 
-SHIPPED = train_builtin.DEFAULT_OUTPUT
+SHIPPED = train_config.DEFAULT_OUTPUT
 SAMPLING_KEYS = {"do_sample", "temperature", "top_k", "top_p", "typical_p", "min_p",
                  "epsilon_cutoff", "eta_cutoff", "penalty_alpha", "num_beams", "repetition_penalty"}
 TINY = ["--steps", "4", "--warmup-steps", "2", "--eval-every", "2", "--vocab-size", "300",
@@ -34,7 +35,7 @@ def test_tiny_run_loads_offline(tiny_runs, monkeypatch):
     model = GPT2LMHeadModel.from_pretrained(folder)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     assert AutoModelForCausalLM.from_pretrained(folder).config.n_embd == 16
-    assert tokenizer.eos_token == tokenizer.bos_token == train_builtin.EOT
+    assert tokenizer.eos_token == tokenizer.bos_token == train_config.EOT
     assert model.config.eos_token_id == tokenizer.eos_token_id
     assert len(tokenizer) <= model.config.vocab_size
 
@@ -64,7 +65,7 @@ def test_same_seed_gives_identical_weights_and_tokenizer(tiny_runs):
 
 
 def test_learning_rate_warms_up_then_decays_to_the_floor():
-    config = train_builtin.TrainConfig(steps=100, warmup_steps=10, lr=1e-3, min_lr_ratio=0.1)
+    config = train_config.TrainConfig(steps=100, warmup_steps=10, lr=1e-3, min_lr_ratio=0.1)
     rates = [train_builtin.learning_rate(step, config) for step in range(1, 101)]
     assert rates[9] == pytest.approx(1e-3) and rates[0] == pytest.approx(1e-4)
     assert all(x >= y for x, y in zip(rates[9:], rates[10:]))
@@ -88,7 +89,7 @@ def test_shipped_model_loads_offline_and_its_tokenizer_round_trips(monkeypatch):
     text = "Return the number of items.\n\n    >>> len([1, 2])  # two\nNaïve café ✓ 日本語"
     ids = tokenizer(text)["input_ids"]
     assert tokenizer.decode(ids) == text
-    assert tokenizer.eos_token == train_builtin.EOT == tokenizer.convert_ids_to_tokens(
+    assert tokenizer.eos_token == train_config.EOT == tokenizer.convert_ids_to_tokens(
         model.config.eos_token_id)
     assert model.config.n_positions >= 64 + 200
     with torch.no_grad():

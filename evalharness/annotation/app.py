@@ -38,7 +38,7 @@ from starlette.routing import Route
 
 from evalharness.annotation.crowd import PARTICIPANT_ID, completion_code, completion_url, participant_name, study_token
 from evalharness.annotation.plan import MAX_HIT_SIZE, Plan
-from evalharness.annotation.scale import is_rating, scale_json
+from evalharness.records import is_rating, scale_json
 from evalharness.annotation.store import Annotator, JudgementStore, Rejected
 from evalharness.errors import UserError
 

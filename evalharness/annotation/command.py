@@ -13,6 +13,11 @@ import os
 from pathlib import Path
 
 from evalharness.errors import UserError
+from evalharness.annotation.crowd import import_mturk, write_crowd_files
+from evalharness.annotation.export import csv_text, export_judgements
+from evalharness.annotation.plan import ensure_plan, load_plan
+from evalharness.annotation.store import JudgementStore
+from evalharness.store import write_atomic
 
 ACTIONS = ("export", "mturk", "import")
 PLAN_OPTIONS = ("runs", "prompts", "per_item", "hit_size", "with_context", "seed")
@@ -111,9 +116,6 @@ def public_url(args: argparse.Namespace) -> str:
 
 def cmd_serve(root: Path, args: argparse.Namespace) -> int:
     from evalharness.annotation.app import serve
-    from evalharness.annotation.plan import ensure_plan
-    from evalharness.annotation.store import JudgementStore
-
     if args.annotators is not None and args.annotators < 1:
         raise UserError("--annotators: must be an integer >= 1")
     if args.port is not None and not 1 <= args.port <= 65535:
@@ -147,9 +149,6 @@ def describe_plan(plan, created: bool, annotators: int) -> None:
 
 
 def write_links(root: Path, base_url: str, links: list[tuple[str, str]]) -> None:
-    from evalharness.annotation.export import csv_text
-    from evalharness.store import write_atomic
-
     rows = [(name, f"{base_url}/?token={token}") for name, token in links]
     path = root / "annotation" / "links.csv"
     write_atomic(path, csv_text(("annotator", "url"), rows))
@@ -160,9 +159,6 @@ def write_links(root: Path, base_url: str, links: list[tuple[str, str]]) -> None
 
 
 def open_study(root: Path):
-    from evalharness.annotation.plan import load_plan
-    from evalharness.annotation.store import JudgementStore
-
     plan = load_plan(root)
     if plan is None:
         raise UserError(f"{root / 'annotation' / 'plan.json'}: no study planned here yet; start one with "
@@ -171,8 +167,6 @@ def open_study(root: Path):
 
 
 def cmd_export(root: Path, args: argparse.Namespace) -> int:
-    from evalharness.annotation.export import export_judgements
-
     plan, store = open_study(root)
     try:
         path, count = export_judgements(root, plan, store, Path(args.output) if args.output else None)
@@ -183,9 +177,6 @@ def cmd_export(root: Path, args: argparse.Namespace) -> int:
 
 
 def cmd_mturk(root: Path, args: argparse.Namespace) -> int:
-    from evalharness.annotation.crowd import write_crowd_files
-    from evalharness.annotation.plan import ensure_plan
-
     plan, created = ensure_plan(root, requested_plan(args))
     describe_plan(plan, created, annotators=plan.options.per_item)
     for path in write_crowd_files(root, plan, public_url(args)):
@@ -196,8 +187,6 @@ def cmd_mturk(root: Path, args: argparse.Namespace) -> int:
 
 
 def cmd_import(root: Path, args: argparse.Namespace, results_csv: str) -> int:
-    from evalharness.annotation.crowd import import_mturk
-
     path = Path(results_csv)
     if not path.is_file():
         raise UserError(f"{path}: no such file (MTurk's batch results CSV)")

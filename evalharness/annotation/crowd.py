@@ -30,7 +30,7 @@ from urllib.parse import quote
 
 from evalharness.annotation.export import csv_text
 from evalharness.annotation.plan import Group, Plan, annotation_dir
-from evalharness.annotation.scale import SCALE, is_rating
+from evalharness.records import TYPICALITY_SCALE as SCALE, is_rating
 from evalharness.annotation.store import JudgementStore
 from evalharness.errors import UserError
 from evalharness.store import write_atomic

@@ -28,10 +28,8 @@ from pathlib import Path
 
 import torch
 
-from evalharness.corpora import pydocs
-from evalharness.train_builtin_command import (  # noqa: F401  (DEFAULT_OUTPUT: re-exported for tests)
-    DEFAULT_OUTPUT, EOT, MODEL_NAME, TrainConfig, parse_args,
-)
+from evalharness.builtin.corpora import pydocs
+from evalharness.builtin.train_config import EOT, MODEL_NAME, TrainConfig, parse_args
 
 
 def main(argv: list[str] | None = None) -> int:

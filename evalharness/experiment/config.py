@@ -13,6 +13,7 @@ from evalharness.errors import UserError
 from evalharness.records import HUMAN_RUN, RunSpec
 from evalharness.samplers import SAMPLERS
 from evalharness.scorers import SCORERS
+from evalharness.generation.models import COMPILE_WITH_DEVICE_MAP
 
 DEFAULT_SCORERS = ("length", "human_support", "perplexity", "repetition", "self_bleu", "zipf", "distinct", "mauve")
 ALWAYS_SCORED = ("length", "human_support")
@@ -242,7 +243,6 @@ def _check_placement(model: ModelConfig) -> None:
             _require(isinstance(size, (int, str)) and not isinstance(size, bool), f"model.max_memory.{device}",
                      "a size such as 20GiB or a number of bytes", size)
     if model.compile and device_map is not None:
-        from evalharness.models import COMPILE_WITH_DEVICE_MAP
         raise UserError(COMPILE_WITH_DEVICE_MAP)
     if model.offload_folder is not None:
         _require(device_map is not None, "model.offload_folder", "used together with model.device_map",

@@ -8,9 +8,11 @@ import re
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from evalharness.config import DataConfig
+from evalharness.experiment.config import DataConfig
 from evalharness.errors import UserError, first_line
 from evalharness.records import Prompt
+from evalharness.builtin.corpora import builtin_documents
+from evalharness.generation import models
 
 Document = tuple[str, str]  # (doc_id, text)
 
@@ -23,7 +25,6 @@ def read_documents(cfg: DataConfig) -> list[Document]:
     """All documents of the configured source, in source order."""
     source = cfg.source
     if source.startswith("builtin:"):
-        from evalharness.corpora import builtin_documents
         return builtin_documents(source.split(":", 1)[1], cfg.split)
     if source.startswith("hf:"):
         return _hf_documents(source[3:], cfg)
@@ -82,13 +83,11 @@ def _hf_documents(spec: str, cfg: DataConfig) -> list[Document]:
         import datasets
     except ImportError:
         raise UserError("data.source: hf: sources need the `datasets` package (pip install datasets)") from None
-    from evalharness.models import hub_offline_mode, hub_reachable
-
     path, config = spec, cfg.hf_config
     local = Path(spec).expanduser().exists()
     if config is None and not local and spec.count("/") >= 1:
         path, config = spec.rsplit("/", 1)
-    if not local and not hub_offline_mode() and not hub_reachable():
+    if not local and not models.hub_offline_mode() and not models.hub_reachable():
         raise UserError(f"data.source: hf:{spec} is not a local folder and the Hugging Face Hub is unreachable; "
                         "use a local .jsonl/.txt file, builtin:pydocs, or set HF_HUB_OFFLINE=1 to use your cache")
     try:

@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence, TypeVar
 import torch
 
 from evalharness.errors import RankFailure, UserError, first_line
+from evalharness.experiment.torchrun import launched_by_torchrun
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -131,10 +132,6 @@ def for_each_share(world: World, tasks: Sequence[T], compute: Callable[[T], R],
 
 
 # -- starting and ending a world --------------------------------------------------------------
-
-def launched_by_torchrun() -> bool:
-    return "RANK" in os.environ and "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ
-
 
 def start(device: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> World:
     """The World of this process: joins torchrun's process group when launched by it.

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import platform
 import shutil
-import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -14,18 +12,20 @@ import torch
 from tqdm.auto import tqdm
 
 import evalharness
-from evalharness import human_logprobs
-from evalharness.config import ExperimentConfig, build_sampler
-from evalharness.data import build_prompts, read_documents
-from evalharness.decoding import decode, row_seed
+from evalharness.builtin.corpora import get_corpus
 from evalharness.errors import UserError
-from evalharness.models import LoadedModel, load_model
-from evalharness.parallel import World, for_each_share, rank_device
+from evalharness.experiment.config import ExperimentConfig, build_sampler
+from evalharness.experiment.data import build_prompts, read_documents
+from evalharness.experiment.parallel import World, for_each_share, rank_device
+from evalharness.experiment.provenance import git_commit, machine, versions
+from evalharness.experiment.scoring import score_experiment, share_featurisation
+from evalharness.generation import human_logprobs
+from evalharness.generation.decoding import decode, row_seed
+from evalharness.generation.models import LoadedModel, load_model
 from evalharness.records import HUMAN_RUN, Generation, Prompt, RunSpec
-from evalharness.report import write_report
-from evalharness.scoring import score_experiment, share_featurisation
+from evalharness.report.folder import write_report
+from evalharness.report.summary import write_summary
 from evalharness.store import ResultsDir, ensure_writable, fingerprint, read_json, write_json
-from evalharness.summary import write_summary
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def run_experiment(cfg: ExperimentConfig, opts: RunOptions, world: World | None 
 
     Under torchrun (`world` of several ranks) every rank loads the model and generates its share
     of each run's batches; rank 0 alone reads the data, owns the results folder, scores and
-    reports (see evalharness.parallel). The files it writes are those of a single process."""
+    reports (see evalharness.experiment.parallel). The files it writes are those of a single process."""
     world = world or World()
     started = time.time()
     device = rank_device(opts.device or cfg.model.device, world)
@@ -280,30 +280,9 @@ def data_fingerprint(source: str) -> str | None:
     """Builtin corpora depend on the Python that carries them: record which text was used."""
     if not source.startswith("builtin:"):
         return None
-    from evalharness.corpora import get_corpus
     corpus = get_corpus(source)
     return corpus.fingerprint() if hasattr(corpus, "fingerprint") else None
 
 
 def iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(evalharness.__file__).parent,
-                             capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def versions() -> dict:
-    import transformers
-    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__}
-
-
-def machine() -> dict:
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_threads": torch.get_num_threads(), "gpu": gpu}

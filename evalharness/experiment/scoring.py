@@ -8,10 +8,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import evalharness
-from evalharness.config import ExperimentConfig
+from evalharness.experiment.config import ExperimentConfig
 from evalharness.errors import UserError
-from evalharness.featurize import feature_cache_path, save_features
-from evalharness.parallel import World, for_each_share
+from evalharness.scorers.featurize import feature_cache_path, save_features
+from evalharness.experiment.parallel import World, for_each_share
 from evalharness.records import HUMAN_RUN, Generation, Prompt
 from evalharness.scorers import ScoringContext
 from evalharness.store import ResultsDir, finite_or_named, fingerprint, read_json, write_json

@@ -226,7 +226,7 @@ def decode(model, contexts, sampler: Sampler, max_new_tokens: int, eos_id: int |
     """Continue every context with the sampler: search methods bring their own loop (and get the
     per-prompt seeds too: a stochastic search draws from them, a deterministic one ignores them)."""
     if sampler.strategy in ("sample", "greedy"):
-        # A model loaded with compile=True carries its static-cache loop (evalharness.fast_decoding).
+        # A model loaded with compile=True carries its static-cache loop (evalharness.generation.fast_decoding).
         loop = getattr(model, "evalharness_fast_path", None) or sample_loop
         return loop(model, contexts, sampler, max_new_tokens, eos_id, pad_id, seeds, device)
     return sampler.decode(model, contexts, max_new_tokens, eos_id, pad_id, device, seeds=seeds)

@@ -34,7 +34,7 @@ from typing import Sequence
 
 import torch
 
-from evalharness.decoding import (Continuation, _cache_argument, draw_uniforms, left_pad, model_logits, positions,
+from evalharness.generation.decoding import (Continuation, _cache_argument, draw_uniforms, left_pad, model_logits, positions,
                                   step_through)
 from evalharness.errors import UserError
 

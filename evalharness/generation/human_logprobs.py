@@ -28,7 +28,7 @@ from typing import Sequence
 
 import torch
 
-from evalharness.decoding import teacher_forced
+from evalharness.generation.decoding import teacher_forced
 from evalharness.records import Prompt
 from evalharness.store import append_jsonl, read_jsonl
 

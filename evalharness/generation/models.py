@@ -12,8 +12,9 @@ from urllib.parse import urlparse
 import torch
 
 from evalharness.errors import UserError, first_line
+from evalharness.generation.fast_decoding import ATTRIBUTE, fast_path_for
 
-BUILTIN_MODELS = Path(__file__).parent / "builtin_models"
+BUILTIN_MODELS = Path(__file__).resolve().parents[1] / "builtin" / "models"
 COMPILE_WITH_DEVICE_MAP = ("model.compile: cannot be combined with model.device_map (a captured decode step needs "
                            "the whole model on one device); remove one of them")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -70,7 +71,7 @@ def load_model(name: str, device: str = "auto", dtype: str = "float32", trust_re
     go to the device of the input embeddings, and every output is brought back there.
 
     With `compile`, sampling and greedy search run on the static-KV-cache path, the decode step
-    replayed from a CUDA graph on a GPU (evalharness.fast_decoding); not with device_map."""
+    replayed from a CUDA graph on a GPU (evalharness.generation.fast_decoding); not with device_map."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
     from transformers.utils import logging as hf_logging
 
@@ -104,7 +105,6 @@ def load_model(name: str, device: str = "auto", dtype: str = "float32", trust_re
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos_id or 0)
     model.generation_config = GenerationConfig(eos_token_id=eos_id, pad_token_id=pad_id)
     if compile:
-        from evalharness.fast_decoding import ATTRIBUTE, fast_path_for
         setattr(model, ATTRIBUTE, fast_path_for(model, device))
     identity = weights_fingerprint(Path(location)) if local else f"hub:{getattr(model.config, '_commit_hash', None)}"
     return LoadedModel(model, tokenizer, device, eos_id, pad_id, max_positions(model), identity)

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from evalharness.store import write_atomic
 
 MARK_K = (40, 640)
 """Top-k settings of Holtzman et al. 2019, Table 1, marked on the top-k coverage curve."""
 MARK_P = (0.9, 0.95)
 
 
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
+def _figure():
+    """One figure with one axes, built with the Figure API: no pyplot, no global backend switch
+    (the rule of report/plots.py: a library must not change its host's matplotlib state)."""
+    fig = Figure(figsize=(7, 4.2))
+    return fig, fig.subplots()
 
 
 def _short(name: str) -> str:
@@ -30,10 +35,9 @@ def _subtitle(summary: dict) -> str:
 
 
 def plot_k_histogram(summary: dict, path: Path) -> None:
-    plt = _pyplot()
     hist, k = summary["histograms"]["k"], summary["k"]
     edges, fractions = hist["edges"], hist["fractions"]
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = _figure()
     ax.bar(edges[:-1], fractions, width=[b - a for a, b in zip(edges[:-1], edges[1:])], align="edge",
            color="#4c72b0", edgecolor="white")
     ax.set_xscale("log", base=2)
@@ -47,10 +51,9 @@ def plot_k_histogram(summary: dict, path: Path) -> None:
 
 
 def plot_p_histogram(summary: dict, path: Path) -> None:
-    plt = _pyplot()
     hist, p = summary["histograms"]["p"], summary["p"]
     edges = hist["edges"]
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = _figure()
     ax.bar(edges[:-1], hist["fractions"], width=edges[1] - edges[0], align="edge", color="#55a868",
            edgecolor="white")
     ax.axvline(p["median"], color="#c44e52", linestyle="--", label=f"median p = {p['median']:.2f}")
@@ -64,9 +67,8 @@ def plot_p_histogram(summary: dict, path: Path) -> None:
 
 
 def plot_topk_coverage(summary: dict, path: Path) -> None:
-    plt = _pyplot()
     curve = summary["coverage"]["top_k"]
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = _figure()
     ax.plot(curve["K"], curve["fraction"], marker=".", color="#4c72b0")
     _mark(ax, curve["K"], curve["fraction"], MARK_K, "K")
     ax.set_xscale("log")
@@ -79,9 +81,8 @@ def plot_topk_coverage(summary: dict, path: Path) -> None:
 
 
 def plot_topp_coverage(summary: dict, path: Path) -> None:
-    plt = _pyplot()
     curve = summary["coverage"]["top_p"]
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = _figure()
     ax.plot(curve["P"], curve["fraction"], color="#55a868")
     ax.plot([0, 1], [0, 1], color="grey", linewidth=0.8, linestyle=":", label="y = P (what a calibrated model gives)")
     _mark(ax, curve["P"], curve["fraction"], MARK_P, "P")
@@ -110,8 +111,9 @@ def _mark(ax, xs: list, ys: list, marks: tuple, name: str) -> None:
 
 def _save(fig, path: Path) -> None:
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    _pyplot().close(fig)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    write_atomic(path, buffer.getvalue())
 
 
 PLOTS = {

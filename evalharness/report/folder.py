@@ -1,27 +1,20 @@
-"""`report` and `compare`: what people read, built only from results folders (never regenerating).
-
-    python -m evalharness report RESULTS_DIR
-        (re)writes RESULTS_DIR/summary.tex, RESULTS_DIR/plots/*.png and RESULTS_DIR/report.html
-    python -m evalharness compare DIR1 DIR2 ... [--output DIR]
-        one table across experiments (rows: experiment / run), printed as Markdown and, with
-        --output, written as comparison.{json,csv,md,tex}
-
-`write_report(root)` is what `run` calls at its end. Every file is written atomically.
-"""
+"""A results folder as the report reads it (summary, manifest, prompts, generations, oracle) and
+`write_report(root)`, which `run` calls at its end and `report` calls alone: summary.tex,
+plots/*.png and report.html, each written atomically, from the folder alone (never regenerating)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from evalharness.errors import UserError
+from evalharness.report import SAMPLE_PROMPTS
+from evalharness.report import html as html_report
+from evalharness.report import latex, plots
+from evalharness.report.oracle_coverage import read_token_columns
+from evalharness.store import ResultsDir, finite_or_named, write_atomic
 
-SAMPLE_PROMPTS = 10
-"""Prompts shown in the HTML sample browser: the first ones by prompt id."""
-
-COMPARE_STEM = "comparison"
 
 
 @dataclass(frozen=True)
@@ -78,8 +71,6 @@ def check_rows(rows, path: Path) -> list[dict]:
             for r in rows):
         raise UserError(f"{path}: not an evalharness summary (expected a non-empty list of rows with "
                         "'run' and 'metrics'); rerun `python -m evalharness run` to rewrite it")
-    from evalharness.store import finite_or_named
-
     rows = [{"sampler": r["run"], "params": {}, "ci": {}, **r} for r in rows]
     for row in rows:  # "inf" / "nan" strings (JSON has no infinity) back to floats
         row["metrics"] = {k: finite_or_named(v) for k, v in row["metrics"].items()}
@@ -108,8 +99,6 @@ def load_results(root: Path, with_generations: bool = True) -> Results:
 
 
 def read_prompts(root: Path) -> list:
-    from evalharness.store import ResultsDir
-
     try:
         return ResultsDir(root).read_prompts()
     except (ValueError, TypeError, KeyError) as exc:
@@ -117,8 +106,6 @@ def read_prompts(root: Path) -> list:
 
 
 def read_all_generations(root: Path, rows: list[dict]) -> dict:
-    from evalharness.store import ResultsDir
-
     store, out = ResultsDir(root), {}
     for row in rows:
         try:
@@ -140,9 +127,6 @@ def write_report(root: Path, ci: bool = True, samples: int = SAMPLE_PROMPTS) -> 
 
     Reads only the folder (summary.json, manifest.json, prompts.jsonl, <run>/generations.jsonl);
     returns the paths written. `ci`: show ± interval half-widths in summary.tex."""
-    from evalharness import html_report, latex, plots
-    from evalharness.store import write_atomic
-
     results = load_results(root)
     root = results.root
     tex_path = root / "summary.tex"
@@ -163,152 +147,6 @@ def write_report(root: Path, ci: bool = True, samples: int = SAMPLE_PROMPTS) -> 
 def read_oracle(folder: Path) -> dict | None:
     """The oracle analysis stored in the results folder (`evalharness oracle`'s default output),
     if any: oracle.json and, when kept, the per-token columns of oracle_tokens.jsonl."""
-    from evalharness.oracle import read_token_columns
-
     if not (folder / "oracle.json").is_file():
         return None
     return {"summary": _read_json(folder / "oracle.json"), "columns": read_token_columns(folder)}
-
-
-# --- compare ---------------------------------------------------------------------------------
-
-def experiment_labels(results: list[Results]) -> list[str]:
-    """Experiment names; folder names (then paths) where names alone would be ambiguous."""
-    for label in (lambda r: r.name, lambda r: r.root.name, lambda r: str(r.root)):
-        labels = [label(r) for r in results]
-        if len(set(labels)) == len(labels):
-            return labels
-    return [f"{i + 1}:{r.root}" for i, r in enumerate(results)]
-
-
-def comparison_rows(folders: list[Path]) -> list[dict]:
-    """Rows of every experiment (each block human first), tagged with experiment and model."""
-    if len(folders) < 2:
-        raise UserError("compare: give at least two results folders")
-    results = [load_results(Path(f), with_generations=False) for f in folders]
-    rows = []
-    for label, res in zip(experiment_labels(results), results):
-        rows += [{"experiment": label, "folder": str(res.root), "model": res.model, **row} for row in res.rows]
-    return rows
-
-
-def blocks(rows: list[dict]) -> list[tuple[str, list[dict]]]:
-    out: dict[str, list[dict]] = {}
-    for row in rows:
-        out.setdefault(row["experiment"], []).append(row)
-    return list(out.items())
-
-
-def comparison_markdown(rows: list[dict]) -> str:
-    from evalharness.summary import HEADLINE, best_runs, format_value
-
-    metrics = [m for m in HEADLINE if any(m in r["metrics"] for r in rows)]
-    lines = ["| experiment | model | run | " + " | ".join(metrics) + " |", "|---|---|---|" + "---:|" * len(metrics)]
-    for _, block in blocks(rows):
-        marks = {m: best_runs(block, m) for m in metrics}
-        for row in block:
-            cells = [format_value(m, row["metrics"].get(m), row["ci"].get(m)) for m in metrics]
-            cells = [f"**{c}**" if row["run"] in marks[m] else c for m, c in zip(metrics, cells)]
-            lines.append("| " + " | ".join(_md(x) for x in (row["experiment"], row["model"], row["run"]))
-                         + " | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + ("\n\nValues ± half-width of the 95% bootstrap interval over prompts. Bold: "
-                               "per experiment and column, the run closest to that experiment's human value "
-                               "(MAUVE: the highest).\n")
-
-
-def _md(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def comparison_csv(rows: list[dict]) -> str:
-    import csv
-    import io
-
-    from evalharness.summary import all_metrics
-
-    metrics = all_metrics(rows)
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["experiment", "model", "run", "sampler", "params"]
-                    + [c for m in metrics for c in (m, f"{m}_low", f"{m}_high")])
-    for row in rows:
-        params = ";".join(f"{k}={v}" for k, v in row["params"].items())
-        cells = []
-        for m in metrics:
-            low, high = (row["ci"].get(m) or (None, None))[:2]
-            cells += [_plain(row["metrics"].get(m)), _plain(low), _plain(high)]
-        writer.writerow([row["experiment"], row["model"], row["run"], row["sampler"], params] + cells)
-    return out.getvalue()
-
-
-def _plain(value) -> str:
-    return "" if value is None else repr(float(value))
-
-
-def comparison_tex(rows: list[dict], ci: bool, self_bleu_order: int = 4) -> str:
-    from evalharness import latex
-
-    folders = ", ".join(dict.fromkeys(Path(r["folder"]).name for r in rows))
-    return latex.table_document(blocks(rows), label="comparison", with_ci=ci, self_bleu_order=self_bleu_order,
-                                source=f"`compare` of {folders}")
-
-
-def write_comparison(folders: list[Path], output: Path | None, ci: bool = True) -> tuple[str, list[Path]]:
-    """(Markdown table, files written): comparison.{json,csv,md,tex} in `output` when given."""
-    from evalharness.store import ensure_writable, write_atomic, write_json
-
-    rows = comparison_rows(folders)
-    markdown = comparison_markdown(rows)
-    if output is None:
-        return markdown, []
-    orders = {load_results(Path(f), with_generations=False).self_bleu_order() for f in folders}
-    output = Path(output)
-    ensure_writable(output)
-    paths = [output / f"{COMPARE_STEM}.{ext}" for ext in ("json", "csv", "md", "tex")]
-    write_json(paths[0], rows)
-    write_atomic(paths[1], comparison_csv(rows))
-    write_atomic(paths[2], markdown)
-    write_atomic(paths[3], comparison_tex(rows, ci, orders.pop() if len(orders) == 1 else 0))
-    return markdown, paths
-
-
-# --- command line ----------------------------------------------------------------------------
-
-def cmd_report(args: argparse.Namespace) -> int:
-    if args.samples < 0:
-        raise UserError("--samples: must be an integer >= 0")
-    paths = write_report(Path(args.results), ci=not args.no_ci, samples=args.samples)
-    for path in paths:
-        print(path)
-    return 0
-
-
-def cmd_compare(args: argparse.Namespace) -> int:
-    markdown, paths = write_comparison([Path(f) for f in args.results], Path(args.output) if args.output else None,
-                                       ci=not args.no_ci)
-    print(markdown)
-    for path in paths:
-        print(path)
-    return 0
-
-
-def register_command(subparsers) -> None:
-    report = subparsers.add_parser("report", help="(re)write summary.tex, plots/ and report.html of a results folder",
-                                   description="Write summary.tex (booktabs, Holtzman et al. Table 1 layout), "
-                                               "plots/*.png and a self-contained report.html from a results "
-                                               "folder. Reads only the folder; generates nothing.")
-    report.add_argument("results", help="results folder (the --output of `run`, default results/<name>)")
-    report.add_argument("--no-ci", action="store_true", help="summary.tex without ± interval half-widths")
-    report.add_argument("--samples", type=int, default=SAMPLE_PROMPTS,
-                        help=f"prompts in the HTML sample browser (default {SAMPLE_PROMPTS})")
-    report.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
-    report.set_defaults(func=cmd_report)
-
-    compare = subparsers.add_parser("compare", help="one table across experiments (e.g. two models, same grid)",
-                                    description="Rows experiment / run from several results folders; prints "
-                                                "Markdown, and with --output writes comparison.{json,csv,md,tex}.")
-    compare.add_argument("results", nargs="+", help="two or more results folders")
-    compare.add_argument("--output", help="folder for comparison.{json,csv,md,tex}")
-    compare.add_argument("--no-ci", action="store_true", help="comparison.tex without ± interval half-widths")
-    compare.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
-    compare.set_defaults(func=cmd_compare)

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Sequence
 
 from evalharness.records import HUMAN_RUN, Generation, Prompt
-from evalharness.summary import HEADLINE, all_metrics, best_runs, format_value
+from evalharness.report.summary import HEADLINE, all_metrics, best_runs, format_value
+from evalharness.report.oracle_coverage import sampler_coverage
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -119,8 +120,6 @@ def summary_section(rows: Sequence[dict]) -> str:
 
 def oracle_cell(row: dict, oracle: dict | None) -> str:
     """The share of the oracle's tokens the run's sampler allows, when the oracle can tell."""
-    from evalharness.oracle import sampler_coverage
-
     value = sampler_coverage(oracle["summary"], oracle["columns"], row["sampler"], row["params"]) if oracle else None
     return format_value("human_coverage", value) if value is not None else "—"
 

@@ -13,7 +13,7 @@ import math
 import re
 
 from evalharness.records import HUMAN_RUN
-from evalharness.summary import best_runs
+from evalharness.report.summary import best_runs
 
 # (header, candidate metric names in order of preference, scale, decimals)
 COLUMNS = (

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -28,7 +26,8 @@ from typing import Sequence
 import numpy as np
 
 from evalharness.records import HUMAN_RUN, Generation
-from evalharness.summary import HEADLINE, PERCENT
+from evalharness.report.summary import HEADLINE, PERCENT
+from evalharness.store import write_atomic
 
 HUMAN_COLOR = "#222222"
 DPI = 110
@@ -335,22 +334,6 @@ def png_bytes(fig) -> bytes:
     return buffer.getvalue()
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Binary twin of store.write_atomic: temporary file, fsync, rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a plot is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def figures(rows: Sequence[dict], generations: dict[str, list[Generation]]):
     """Yield (file name, caption, figure) for every plot the results support, in report order."""
     human = next((r for r in rows if r["run"] == HUMAN_RUN), None)
@@ -380,7 +363,7 @@ def write_plots(rows: Sequence[dict], generations: dict[str, list[Generation]],
     for name, caption, fig in figures(rows, generations):
         path = folder / name
         data = png_bytes(fig)
-        write_bytes_atomic(path, data)
+        write_atomic(path, data)
         written.append((path, caption, data))
     keep = {p.name for p, _, _ in written}
     for old in folder.glob("*.png") if folder.is_dir() else ():

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-from evalharness.cache_rows import defer_row_selection
-from evalharness.decoding import Continuation, left_pad, model_logits, positions, teacher_forced_logprobs
+from evalharness.generation.cache_rows import defer_row_selection
+from evalharness.generation.decoding import Continuation, left_pad, model_logits, positions, teacher_forced_logprobs
 from evalharness.samplers.base import SAMPLERS, Sampler, check_float, check_int
 
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-from evalharness.cache_rows import defer_row_selection
-from evalharness.decoding import Continuation, cut_at_eos, left_pad, model_logits, positions
+from evalharness.generation.cache_rows import defer_row_selection
+from evalharness.generation.decoding import Continuation, cut_at_eos, left_pad, model_logits, positions
 from evalharness.samplers.base import SAMPLERS, Sampler, check_float, check_int
 
 

@@ -8,7 +8,7 @@ from typing import Sequence
 
 import torch
 
-from evalharness.decoding import Continuation, left_pad, model_logits, positions, teacher_forced_logprobs
+from evalharness.generation.decoding import Continuation, left_pad, model_logits, positions, teacher_forced_logprobs
 from evalharness.samplers.base import SAMPLERS, Sampler, check_int
 
 MAX_ROWS = 512

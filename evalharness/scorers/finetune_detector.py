@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from evalharness.featurize import MINILM_MAX_TOKENS, minilm_path
+from evalharness.scorers.featurize import MINILM_MAX_TOKENS, minilm_path
 
 
 class FineTunedMiniLM:

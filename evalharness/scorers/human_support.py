@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-from evalharness import human_logprobs
+from evalharness.generation import human_logprobs
 from evalharness.errors import UserError
 from evalharness.records import HUMAN_RUN, Generation, ScoreResult
 from evalharness.scorers.base import HIGHER, LOWER, SCORERS, Scorer, ScoringContext, bootstrap_ci

@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from evalharness import judgements as judgements_file
+from evalharness.scorers import judgements as judgements_file
 from evalharness.errors import UserError
 from evalharness.records import HUMAN_RUN, Generation, ScoreResult
 from evalharness.scorers.base import HIGHER, SCORERS, Scorer, ScoringContext, bootstrap_ci

@@ -20,7 +20,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from evalharness.annotation.scale import SCALE as RATING_SCALE
+from evalharness.records import TYPICALITY_SCALE as RATING_SCALE
 from evalharness.errors import UserError
 
 FILE = "judgements.csv"

@@ -104,7 +104,7 @@ class Mauve(Scorer):
     R_l = l P + (1 - l) Q over 25 values of l, the divergence curve is
     (exp(-c KL(Q || R_l)), exp(-c KL(P || R_l))), c = `scaling`; `mauve` = area under it
     (higher = closer to human); `frontier_integral` = mauve-text's frontier integral (lower =
-    closer). Features come from `featurizer` (see evalharness.featurize: "minilm" default,
+    closer). Features come from `featurizer` (see evalharness.scorers.featurize: "minilm" default,
     "model", or a Hugging Face id/path), texts truncated to `max_tokens`, featurised in batches
     of `batch_size`; the human features are computed once per experiment and cached under
     ctx.cache_dir/features/.
@@ -151,22 +151,22 @@ class Mauve(Scorer):
 
     def preflight(self) -> None:
         """Called before generation: a featuriser that cannot be loaded should fail now, not after hours."""
-        from evalharness.featurize import LOADERS, check_hf_featurizer
+        from evalharness.scorers.featurize import LOADERS, check_hf_featurizer
 
         if self.featurizer not in ("minilm", "model") and self.featurizer not in LOADERS:
             check_hf_featurizer(self.featurizer)
 
     def load_featurizer(self, model_name: str, device: str):
         """The featuriser of these options (loaded once per process). Scorers that have this
-        method get their features computed by all ranks under torchrun (evalharness.scoring)."""
-        from evalharness.featurize import get_featurizer
+        method get their features computed by all ranks under torchrun (evalharness.experiment.scoring)."""
+        from evalharness.scorers.featurize import get_featurizer
 
         return get_featurizer(self.featurizer, model_name=model_name, device=device,
                               max_tokens=self.max_tokens, batch_size=self.batch_size)
 
     def features(self, generations: Sequence[Generation], ctx: ScoringContext) -> tuple[np.ndarray, np.ndarray]:
         """(human features, run features), each from the cache under ctx.cache_dir when present."""
-        from evalharness.featurize import cached_features
+        from evalharness.scorers.featurize import cached_features
 
         featurizer = self.load_featurizer(ctx.model_name, ctx.device)
         human = cached_features(featurizer, [g.text for g in ctx.human], ctx.cache_dir, HUMAN_RUN)

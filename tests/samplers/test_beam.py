@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from evalharness.models import load_model
+from evalharness.generation.models import load_model
 from evalharness.samplers import SAMPLERS
 from evalharness.samplers import beam as beam_module
 from helpers import padded_contexts

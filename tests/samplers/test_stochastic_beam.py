@@ -7,8 +7,8 @@ import pytest
 import torch
 from scipy.stats import chi2_contingency, chisquare
 
-from evalharness.decoding import decode, row_seed, teacher_forced_logprobs
-from evalharness.models import load_model
+from evalharness.generation.decoding import decode, row_seed, teacher_forced_logprobs
+from evalharness.generation.models import load_model
 from evalharness.samplers import SAMPLERS
 from evalharness.samplers.stochastic_beam import gumbels_with_maximum
 from helpers import decode_batches as run, padded_contexts as contexts

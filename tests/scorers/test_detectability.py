@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from evalharness.detection import auc_and_accuracy, grouped_folds, out_of_fold_scores
+from evalharness.scorers.detection import auc_and_accuracy, grouped_folds, out_of_fold_scores
 from evalharness.errors import UserError
-from evalharness.featurize import get_featurizer
+from evalharness.scorers.featurize import get_featurizer
 from evalharness.records import Generation
 from evalharness.scorers.base import ScoringContext
 from evalharness.scorers.detectability import Detectability, gltr_features, token_stats
@@ -185,7 +185,7 @@ def tiny_bert(tmp_path_factory):
     """A 2-layer BERT with MiniLM's tokenizer: the fine-tuning loop at a fraction of the cost."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from evalharness.featurize import minilm_path
+    from evalharness.scorers.featurize import minilm_path
 
     folder = tmp_path_factory.mktemp("tiny-bert")
     tokenizer = AutoTokenizer.from_pretrained(minilm_path(), local_files_only=True)
@@ -197,7 +197,7 @@ def tiny_bert(tmp_path_factory):
 
 
 def test_finetuned_classifier_learns_a_separable_task_and_is_seeded(tiny_bert):
-    from evalharness.finetune_detector import FineTunedMiniLM
+    from evalharness.scorers.finetune_detector import FineTunedMiniLM
 
     texts = ["a calm and gentle morning", "the quiet river at dawn", "soft light over the hills", "a warm and kind word",
              "error error error error", "fatal crash dump again", "segfault core dumped now", "stack overflow panic loop"]
@@ -212,7 +212,7 @@ def test_finetuned_classifier_learns_a_separable_task_and_is_seeded(tiny_bert):
 
 
 def test_finetune_feature_through_the_scorer(evaluated, human_texts, tiny_bert, monkeypatch):
-    monkeypatch.setattr("evalharness.finetune_detector.minilm_path", lambda: tiny_bert)
+    monkeypatch.setattr("evalharness.scorers.finetune_detector.minilm_path", lambda: tiny_bert)
     human = records(human_texts[:10], evaluated.tokenizer, "human")
     rng = random.Random(3)
     scrambled = records([shuffled(t, rng) for t in human_texts[:10]], evaluated.tokenizer, "shuffled")

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evalharness import config, evaluate_modules
+from evalharness import evaluate_modules
+from evalharness.experiment import config
 from evalharness.errors import UserError
 from evalharness.records import HUMAN_RUN
 from evalharness.scorers.evaluate_metric import EvaluateMetric, numeric_outputs
@@ -101,7 +102,7 @@ def test_preflight_names_modules_that_cannot_work(tmp_path, monkeypatch):
         EvaluateMetric(path=str(write_module(tmp_path, "no_numbers", NO_NUMBERS))).preflight()
     with pytest.raises(UserError, match="failed on a test input"):
         EvaluateMetric(path=str(write_module(tmp_path, "word_count", WORD_COUNT)), kwargs=(("colour", 1),)).preflight()
-    monkeypatch.setattr("evalharness.models.hub_reachable", lambda timeout=5.0: False)
+    monkeypatch.setattr("evalharness.generation.models.hub_reachable", lambda timeout=5.0: False)
     with pytest.raises(UserError, match="not a local folder and the Hugging Face Hub is unreachable"):
         EvaluateMetric(path="evalharness-test/no-such-metric").preflight()
 
@@ -141,7 +142,7 @@ def test_cli_runs_local_modules_with_the_network_cut(tmp_path, tiny_model_dir, c
 def test_cli_stops_before_generation_on_a_module_it_cannot_get(tmp_path, tiny_model_dir, corpus_jsonl, monkeypatch, capsys):
     from evalharness.cli import main
 
-    monkeypatch.setattr("evalharness.models.hub_reachable", lambda timeout=5.0: False)  # as offline
+    monkeypatch.setattr("evalharness.generation.models.hub_reachable", lambda timeout=5.0: False)  # as offline
     hub = write_experiment(tmp_path / "hub.yaml", tiny_model_dir, corpus_jsonl, "[greedy]",
                            scorers="[{name: evaluate, path: no_such_metric_evalharness}]")
     assert main(["run", str(hub), "--output", str(tmp_path / "hub")]) == 2

@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 
-from evalharness import judgements
+from evalharness.scorers import judgements
 from evalharness.errors import UserError
 from evalharness.scorers.huse import huse_values, loo_knn_correct
 from huse_reference import reference_huse, reference_vote
@@ -102,7 +102,7 @@ def test_missing_or_empty_judgements_say_how_to_get_them(tmp_path):
 
 
 def test_the_judgements_option_must_be_a_path():
-    from evalharness.config import parse
+    from evalharness.experiment.config import parse
 
     with pytest.raises(UserError, match=r"scorers\[0\] \(huse\)\.judgements: must be the path of a CSV file"):
         parse({"name": "x", "model": {"name": "m"}, "data": {"source": "d.txt"}, "samplers": ["pure"],

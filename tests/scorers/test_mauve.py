@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from mauve import compute_mauve
 
-from evalharness import featurize
+from evalharness.scorers import featurize
 from evalharness.errors import UserError
 from evalharness.scorers.mauve import Mauve, auto_buckets, mauve_from_labels
 from scorer_helpers import check_intervals, ctx, gen
@@ -192,7 +192,7 @@ def test_hf_path_featurizer_takes_last_token_like_mauve(tiny_model_dir):
 
 
 def test_model_featurizer_uses_the_evaluated_model(tiny_model_dir, monkeypatch):
-    from evalharness import models
+    from evalharness.generation import models
 
     calls = []
     real = models.load_model

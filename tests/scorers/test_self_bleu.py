@@ -125,7 +125,7 @@ def test_registered_and_lists_orders_as_tuple():
 
 
 def test_yaml_options_through_the_experiment_config(tmp_path):
-    from evalharness import config
+    from evalharness.experiment import config
 
     base = "name: t\nmodel: {name: gpt2}\ndata: {source: docs.jsonl}\nsamplers: [greedy]\n"
     path = tmp_path / "exp.yaml"

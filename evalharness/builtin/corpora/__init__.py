@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 from types import ModuleType
 
-from evalharness.corpora import pydocs
+from evalharness.builtin.corpora import pydocs
 from evalharness.errors import UserError
 
 BUILTIN_CORPORA: dict[str, ModuleType] = {

@@ -77,7 +77,7 @@ class Detectability(evaluate.Metric):
 
     def _compute(self, predictions, references, features=None, model=None, contexts=None, device="cpu",
                  resamples=200, seed=0, **options):
-        from evalharness.featurize import get_featurizer
+        from evalharness.scorers.featurize import get_featurizer
         from evalharness.scorers.detectability import Detectability as Scorer
 
         loaded = get_featurizer("model", model_name=model, device=device) if model else None
