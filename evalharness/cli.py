@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 from pathlib import Path
 
 from evalharness.errors import RankFailure, UserError
+from evalharness.experiment.torchrun import launched_by_torchrun, rank
+from evalharness.generation.allocator import keep_freed_memory
 from evalharness.generation.allocator import keep_freed_memory
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """One process, or one rank of several under torchrun (then rank 0 prints the results)."""
+    # config, parallel and the pipeline import torch: loaded here, so that --help starts without it
     from evalharness.experiment import config, parallel
     from evalharness.experiment.pipeline import RunOptions, run_experiment
 
@@ -59,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m evalharness",
                                      description="Compare decoding methods by how human-like their text is.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_verbosity(parser, default=0)
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run an experiment YAML end to end")
@@ -71,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, default=1800.0,
                      help="under torchrun: seconds a rank waits for its peers before calling them hung (default 1800)")
     run.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    add_verbosity(run, default=argparse.SUPPRESS)
     run.set_defaults(func=cmd_run)
 
     lst = sub.add_parser("list", help="list samplers and scorers with their parameters and papers")
@@ -94,25 +100,54 @@ COMMAND_MODULES: list[str] = [
 
 
 
+def add_verbosity(parser: argparse.ArgumentParser, default) -> None:
+    """-q / -v: how much of the package's logging reaches stderr (after the command or before it)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-q", "--quiet", dest="verbosity", action="store_const", const=-1, default=default,
+                       help="only warnings and errors")
+    group.add_argument("-v", "--verbose", dest="verbosity", action="store_const", const=1, default=default,
+                       help="also debugging detail")
+
+
+class NoteFormatter(logging.Formatter):
+    """One line per record: informational notes as they are written, warnings prefixed."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            return f"{record.levelname.lower()}: {message}"
+        return message
+
+
+def configure_logging(verbosity: int) -> None:
+    """Send the package's log records (logger "evalharness" and its children) to stderr, one line
+    each: INFO and up by default, WARNING and up with --quiet, DEBUG and up with --verbose.
+    A library user who never calls this sees nothing (evalharness/__init__ adds a NullHandler)
+    and can attach handlers of their own instead."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(NoteFormatter())
+    logger = logging.getLogger("evalharness")
+    logger.handlers = [h for h in logger.handlers if not getattr(h, "evalharness_cli", False)]
+    handler.evalharness_cli = True  # type: ignore[attr-defined]  (replaced, not stacked, on the next call)
+    logger.addHandler(handler)
+    logger.setLevel({-1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}[verbosity])
+
+
 def report_error(exc: Exception) -> None:
     """One line on stderr. Under torchrun an error every rank raised alike is printed by rank 0
     only; a rank's own error (say, rank 0 stopped answering) is printed by that rank."""
-    rank = int(os.environ.get("RANK", "0") or 0)
-    if rank == 0 or not getattr(exc, "agreed", False):
+    if rank() == 0 or not getattr(exc, "agreed", False):
         print(f"error: {exc}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_logging(args.verbosity)
     status = run_command(args)
-    if status and is_torchrun_rank():
+    if status and launched_by_torchrun():
         leave_rank(status)
     return status
-
-
-def is_torchrun_rank() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and "RANK" in os.environ
 
 
 def leave_rank(status: int) -> None:

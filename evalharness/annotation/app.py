@@ -24,10 +24,10 @@ to MAX_BODY bytes and must be JSON; the page renders every text with textContent
 
 from __future__ import annotations
 
+import logging
 import hmac
 import json
 import socket
-import sys
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -41,6 +41,8 @@ from evalharness.annotation.plan import MAX_HIT_SIZE, Plan
 from evalharness.records import is_rating, scale_json
 from evalharness.annotation.store import Annotator, JudgementStore, Rejected
 from evalharness.errors import UserError
+
+logger = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024
 STATIC = Path(__file__).parent / "static"
@@ -241,9 +243,9 @@ def serve(plan: Plan, store: JudgementStore, host: str, port: int) -> None:
 
     check_port(host, port)
     if host not in LOOPBACK:
-        print(f"warning: --host {host}: the rating page is reachable from the network; anyone who has a link "
-              "can rate with it. It speaks plain HTTP: put it behind an HTTPS proxy before sharing links "
-              "over the internet.", file=sys.stderr)
+        logger.warning("--host %s: the rating page is reachable from the network; anyone who has a link can "
+                       "rate with it. It speaks plain HTTP: put it behind an HTTPS proxy before sharing links "
+                       "over the internet.", host)
     # access_log off: request lines carry personal tokens in their query strings
     config = uvicorn.Config(create_app(plan, store), host=host, port=port, access_log=False, log_level="warning",
                             server_header=False, lifespan="off")

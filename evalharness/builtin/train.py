@@ -18,6 +18,7 @@ safety cap: if it cuts training short the log says so and the result depends on 
 
 from __future__ import annotations
 
+import logging
 import csv
 import json
 import math
@@ -30,6 +31,8 @@ import torch
 
 from evalharness.builtin.corpora import pydocs
 from evalharness.builtin.train_config import EOT, MODEL_NAME, TrainConfig, parse_args
+
+logger = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,8 +47,8 @@ def run_training(config: TrainConfig) -> int:
         log = train(config)
     finally:
         torch.set_num_threads(previous_threads)
-    print(json.dumps(log["evaluation"], indent=2))
-    print(f"wrote {config.output}")
+    logger.info("%s", json.dumps(log["evaluation"], indent=2))
+    logger.info("wrote %s", config.output)
     return 0
 
 
@@ -227,9 +230,8 @@ def _report_progress(record: dict, config: TrainConfig) -> None:
     if step == 1 or step % 10 == 0 or step == config.steps or "valid_loss" in record:
         eta = record["elapsed_s"] / step * (config.steps - step)
         valid = f" valid_loss {record['valid_loss']:.3f}" if "valid_loss" in record else ""
-        print(f"step {step}/{config.steps} loss {record['train_loss']:.3f}{valid} "
-              f"lr {record['lr']:.2e} elapsed {record['elapsed_s']:.0f}s eta {eta:.0f}s",
-              flush=True)
+        logger.info("step %d/%d loss %.3f%s lr %.2e elapsed %.0fs eta %.0fs", step, config.steps,
+                    record["train_loss"], valid, record["lr"], record["elapsed_s"], eta)
 
 
 def _eval_windows(stream: torch.Tensor, length: int) -> list[torch.Tensor]:
@@ -324,14 +326,12 @@ def _write_curve_csv(path: Path, history: list[dict]) -> None:
 
 def _plot_curve(path: Path, log: dict) -> None:
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure  # the Figure API: no pyplot, no global backend switch
     except ImportError:
         return  # the csv carries the same numbers
     history = log["history"]
-    figure, axes = plt.subplots(figsize=(7, 4))
+    figure = Figure(figsize=(7, 4))
+    axes = figure.subplots()
     axes.plot([r["step"] for r in history], [r["train_loss"] for r in history],
               label="train loss", linewidth=0.8)
     points = [r for r in history if "valid_loss" in r]
@@ -345,7 +345,6 @@ def _plot_curve(path: Path, log: dict) -> None:
     axes.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 def _model_card(log: dict) -> str:

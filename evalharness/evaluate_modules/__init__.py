@@ -1,5 +1,7 @@
 """evalharness's metrics as Hugging Face `evaluate` modules, one folder each.
 
+Entry point: path(name), the folder to give evaluate.load():
+
     import evaluate
     from evalharness import evaluate_modules
     self_bleu = evaluate.load(evaluate_modules.path("self_bleu"))

@@ -1,8 +1,14 @@
-"""`oracle`: how large must k (top-k) and p (top-p) be to allow the human's next token?
+"""Stage `oracle`: how large must k (top-k) and p (top-p) be to allow the human's next token?
 
 Holtzman et al. 2019 (The Curious Case of Neural Text Degeneration) ask, for every token of
-human text, where the true next token sits in the model's distribution. This module answers
+human text, where the true next token sits in the model's distribution. This stage answers
 it for an experiment's model and data source, batched at forward-pass speed.
+
+Entry points: run.run_oracle(cfg, settings, out) and command.register_command (`python -m
+evalharness oracle FILE`). Modules by concern: plan (which tokens, in what batches), score (the
+forward passes; the measurement itself is generation.ranks.rank_and_mass), stats (quantiles,
+histograms, coverage curves), plots, run (check, load, score, write). The coverage rules and the
+reading of an oracle folder are report.oracle_coverage (the report reads oracle folders too).
 
 Which tokens are scored
   Documents come from the experiment's data source in a seeded order (random.Random(seed)

@@ -1,4 +1,10 @@
-"""Scorers: one module per metric family. Adding one = a module + one import line here."""
+"""Stage `scorers` (a plugin family): one module per metric family, each scoring a run's
+generations (and the human row) with a 95% bootstrap interval over prompts.
+
+Entry point: SCORERS, the registry (name -> class); experiment.scoring runs them over every run.
+Adding one = a module + one import line here. Their helpers live beside them: featurize (MAUVE's
+and detectability's text features), detection and finetune_detector (detectability's
+classifiers), judgements (judgements.csv for HUSE)."""
 
 from evalharness.scorers.base import SCORERS, Scorer, ScoringContext, bootstrap_ci  # noqa: F401
 from evalharness.scorers import length  # noqa: F401

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import logging
 import math
-import sys
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -14,6 +14,8 @@ from evalharness.errors import UserError
 from evalharness.records import HUMAN_RUN, Generation, ScoreResult
 from evalharness.scorers.base import HIGHER, SCORERS, Scorer, ScoringContext, bootstrap_ci
 from evalharness.scorers.human_support import per_prompt_logprobs
+
+logger = logging.getLogger(__name__)
 
 NEIGHBOURS = 15
 """k of the reference's k-nearest-neighbour classifier (calculate_HUSE: KNNClassifier(15))."""
@@ -94,9 +96,9 @@ def collect_items(generations: Sequence[Generation], ctx: ScoringContext, rated)
         return None
     human_logprobs = per_prompt_logprobs(ctx, run, [h.prompt_id for h in ctx.human])
     if human_logprobs is None or not human_ratings:
-        print(f"note: huse: run {run} has judgements but no HUSE: "
-              + ("its sampler gives human text no per-step probability" if human_logprobs is None
-                 else "no human text is rated"), file=sys.stderr)
+        logger.info("note: huse: run %s has judgements but no HUSE: %s", run,
+                    "its sampler gives human text no per-step probability" if human_logprobs is None
+                    else "no human text is rated")
         return None
     rows = [(human_ratings[h.prompt_id], logprob_feature(lp, h.text), 0)
             for h, lp in zip(ctx.human, human_logprobs) if h.prompt_id in human_ratings]
@@ -150,8 +152,8 @@ class Huse(Scorer):
         if items is None:
             return ScoreResult(values={})
         if len(items.labels) < NEIGHBOURS + 2:
-            print(f"note: huse: run {generations[0].run} has {len(items.labels)} rated texts (with the human "
-                  f"ones); HUSE needs at least {NEIGHBOURS + 2}", file=sys.stderr)
+            logger.info("note: huse: run %s has %d rated texts (with the human ones); HUSE needs at least %d",
+                        generations[0].run, len(items.labels), NEIGHBOURS + 2)
             return ScoreResult(values={})
         values = huse_values(items.typicality, items.logprob_per_word, items.labels)
 

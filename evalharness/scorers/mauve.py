@@ -34,8 +34,10 @@ def quantize(p_features: np.ndarray, q_features: np.ndarray, num_buckets: int, s
     pca = PCA(n_components=None, whiten=False, random_state=seed + 1).fit(data)
     keep = int(np.argmax(np.cumsum(pca.explained_variance_ratio_) >= explained_variance))
     data = pca.transform(data)[:, : keep + 1].astype(np.float32)
+    # min_points_per_centroid only sets when faiss prints "please provide at least N training
+    # points" (n < k * 39, always so at MAUVE's n/10 buckets): it changes no label (tested)
     kmeans = faiss.Kmeans(data.shape[1], num_buckets, niter=max_iter, verbose=False,
-                          nredo=num_redo, update_index=True, seed=seed + 2)
+                          nredo=num_redo, update_index=True, seed=seed + 2, min_points_per_centroid=1)
     kmeans.train(data)
     _, labels = kmeans.index.search(data, 1)
     labels = labels.reshape(-1)

@@ -1,7 +1,8 @@
 """Builtin corpora: text that ships with the project (or with Python) so runs work offline.
 
-A builtin corpus is a module with `documents(split) -> list[(doc_id, text)]`, `stats()` and
-`describe()`; a config names one as ``builtin:<name>``.
+Entry points: get_corpus(name), builtin_documents(name, split). A builtin corpus is a module
+with `documents(split) -> list[(doc_id, text)]`, `stats()` and `describe()`; a config names one
+as ``builtin:<name>``.
 """
 
 from __future__ import annotations
