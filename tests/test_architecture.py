@@ -276,14 +276,19 @@ def test_a_planted_cycle_is_found_and_named():
     assert find_cycle({"a": {"a"}}) == ["a", "a"]
 
 
+def write_package(root: Path, files: dict[str, str]) -> Path:
+    """A synthetic package `evalharness` under root: relative path -> source."""
+    pkg = root / PACKAGE
+    for name, source in files.items():
+        (pkg / name).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / name).write_text(source)
+    return pkg
+
+
 def test_a_cycle_through_a_lazy_import_in_real_source_is_found(tmp_path):
-    pkg = tmp_path / PACKAGE
-    (pkg / "scorers").mkdir(parents=True)
-    (pkg / "__init__.py").write_text('"""root"""\n')
-    (pkg / "records.py").write_text("def f():\n    from evalharness.scorers import zipf\n")
-    (pkg / "scorers" / "__init__.py").write_text('"""scorers"""\n')
-    (pkg / "scorers" / "zipf.py").write_text("from evalharness.records import f\n")
-    graph = read_graph(pkg)
+    graph = read_graph(write_package(tmp_path, {
+        "__init__.py": "", "records.py": "def f():\n    from evalharness.scorers import zipf\n",
+        "scorers/__init__.py": "", "scorers/zipf.py": "from evalharness.records import f\n"}))
     assert graph["evalharness.records"].lazy == {"evalharness.scorers.zipf": 2}
     assert graph["evalharness.records"].implied == {"evalharness.scorers"}
     cycle = find_cycle(edges(graph))
@@ -307,13 +312,10 @@ def test_report_may_not_import_the_pipeline_even_though_its_rank_would_allow_gen
 
 
 def test_a_lazy_import_of_a_module_that_brings_in_torch_is_allowed(tmp_path):
-    pkg = tmp_path / PACKAGE
-    (pkg / "generation").mkdir(parents=True)
-    (pkg / "__init__.py").write_text("")
-    (pkg / "cli.py").write_text("def run():\n    from evalharness.generation import models\n")
-    (pkg / "generation" / "__init__.py").write_text("")
-    (pkg / "generation" / "models.py").write_text("from evalharness.generation.base import x\n")
-    (pkg / "generation" / "base.py").write_text("import torch\nx = 1\n")
+    pkg = write_package(tmp_path, {
+        "__init__.py": "", "cli.py": "def run():\n    from evalharness.generation import models\n",
+        "generation/__init__.py": "", "generation/models.py": "from evalharness.generation.base import x\n",
+        "generation/base.py": "import torch\nx = 1\n"})
     assert needless_lazy_imports(read_graph(pkg)) == []
     (pkg / "cli.py").write_text("import torch\n\ndef run():\n    from evalharness.generation import models\n")
     assert needless_lazy_imports(read_graph(pkg)) == [

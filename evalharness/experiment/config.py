@@ -323,7 +323,7 @@ def make_run(cls, name: str, params: dict, where: str) -> RunSpec:
         raise UserError(f"{where} ({name}).{exc}") from None
     except TypeError as exc:  # a required parameter is missing
         raise UserError(f"{where} ({name}): {exc}".replace("__init__() ", "")) from None
-    values = [(f.name, getattr(sampler, f.name)) for f in fields(sampler)]
+    values = sampler.parameter_values()
     defaults = dict(cls.parameters())
     shown = [f"{k}={_fmt(v)}" for k, v in values if k in params and not (k in defaults and defaults[k] == v
                                                                           and defaults[k] is not None)]

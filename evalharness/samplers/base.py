@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar, NamedTuple
 
 import torch
@@ -35,15 +35,47 @@ class Sampler:
 
     @classmethod
     def parameters(cls) -> list[tuple[str, Any]]:
-        """(name, default or None when required) in field order, for `list` and run names."""
-        out = []
-        for f in fields(cls):
-            default = None if f.default is MISSING else f.default
-            out.append((f.name, default))
-        return out
+        """(name, default or None when required), for `list` and run names: the sampler's own
+        fields in their order, then the keyword-only ones a family shares (Truncation's
+        temperature and interpolation), so that names read top_k-k=40-temperature=0.7."""
+        ordered = sorted(fields(cls), key=lambda f: f.kw_only)  # stable: own fields keep their order
+        return [(f.name, None if f.default is MISSING else f.default) for f in ordered]
+
+    def parameter_values(self) -> list[tuple[str, Any]]:
+        """(name, value) in the order of parameters()."""
+        return [(name, getattr(self, name)) for name, _ in self.parameters()]
 
 
 SAMPLERS: Registry[type[Sampler]] = Registry("sampler")
+
+
+@dataclass(frozen=True)
+class Truncation(Sampler):
+    """The family of samplers that keep a support of the next-token distribution (top-k, top-p,
+    typical, epsilon, eta, min-p): temperature first (as in transformers), then the sampler's
+    support rule `keep` on the tempered scores, then, with interpolation m > 0, the mixture
+    (1 - m) * truncated + m * the tempered full distribution (see `truncate`).
+
+    A member declares its own parameter fields, validates them in `check`, and defines `keep`."""
+
+    temperature: float = field(default=1.0, kw_only=True)
+    interpolation: float = field(default=0.0, kw_only=True)
+
+    def __post_init__(self) -> None:
+        self.check()
+        check_temperature(self)
+        check_interpolation(self)
+
+    def check(self) -> None:
+        """Validate the member's own parameters (errors name the YAML key)."""
+
+    def keep(self, scores: torch.Tensor) -> torch.Tensor:
+        """The support on tempered `scores`: a boolean mask, True where a token is kept."""
+        raise NotImplementedError
+
+    def process(self, scores: torch.Tensor) -> torch.Tensor:
+        scores = apply_temperature(scores, self.temperature)
+        return truncate(scores, self.keep(scores), self.interpolation)
 
 
 def check_float(value: Any, key: str, rule: str, ok) -> float:

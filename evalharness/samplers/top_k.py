@@ -7,13 +7,13 @@ from dataclasses import dataclass
 import torch
 
 from evalharness.samplers.base import (
-    SAMPLERS, Sampler, apply_temperature, check_int, check_interpolation, check_temperature, truncate,
+    SAMPLERS, Truncation, check_int,
 )
 
 
 @SAMPLERS.register("top_k")
 @dataclass(frozen=True)
-class TopK(Sampler):
+class TopK(Truncation):
     """Top-k sampling (Fan et al. 2018, Hierarchical Neural Story Generation): sample from the
     k most likely tokens, renormalised, after an optional temperature.
 
@@ -23,17 +23,12 @@ class TopK(Sampler):
     base.truncate)."""
 
     k: int
-    temperature: float = 1.0
-    interpolation: float = 0.0
     paper = "Fan, Lewis & Dauphin 2018, Hierarchical Neural Story Generation"
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         check_int(self.k, "k", ">= 1", lambda v: v >= 1)
-        check_temperature(self)
-        check_interpolation(self)
 
-    def process(self, scores: torch.Tensor) -> torch.Tensor:
-        scores = apply_temperature(scores, self.temperature)
+    def keep(self, scores: torch.Tensor) -> torch.Tensor:
         k = min(self.k, scores.shape[-1])
         kth = torch.topk(scores, k, dim=-1).values[..., -1:]
-        return truncate(scores, scores >= kth, self.interpolation)
+        return scores >= kth

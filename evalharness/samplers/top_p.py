@@ -7,8 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from evalharness.samplers.base import (
-    SAMPLERS, Sampler, apply_temperature, check_float, check_interpolation, check_temperature, first_reaching,
-    sorted_rows, truncate,
+    SAMPLERS, Truncation, check_float, first_reaching, sorted_rows,
 )
 
 
@@ -29,7 +28,7 @@ def nucleus(scores: torch.Tensor, p: float) -> torch.Tensor:
 
 @SAMPLERS.register("top_p")
 @dataclass(frozen=True)
-class TopP(Sampler):
+class TopP(Truncation):
     """Nucleus sampling (Holtzman et al. 2019): sample from the smallest set of most likely
     tokens whose total probability is >= p, renormalised, after an optional temperature.
 
@@ -39,15 +38,10 @@ class TopP(Sampler):
     (see base.truncate)."""
 
     p: float
-    temperature: float = 1.0
-    interpolation: float = 0.0
     paper = "Holtzman et al. 2019, The Curious Case of Neural Text Degeneration"
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         check_float(self.p, "p", "in (0, 1]", lambda v: 0 < v <= 1)
-        check_temperature(self)
-        check_interpolation(self)
 
-    def process(self, scores: torch.Tensor) -> torch.Tensor:
-        scores = apply_temperature(scores, self.temperature)
-        return truncate(scores, nucleus(scores, self.p), self.interpolation)
+    def keep(self, scores: torch.Tensor) -> torch.Tensor:
+        return nucleus(scores, self.p)

@@ -8,77 +8,60 @@ from dataclasses import dataclass
 import torch
 
 from evalharness.samplers.base import (
-    SAMPLERS, Sampler, apply_temperature, check_float, check_interpolation, check_temperature, keep_argmax,
-    probabilities, truncate, with_entropy,
+    SAMPLERS, Truncation, check_float, keep_argmax, probabilities, with_entropy,
 )
 
 
 @SAMPLERS.register("epsilon")
 @dataclass(frozen=True)
-class Epsilon(Sampler):
+class Epsilon(Truncation):
     """Epsilon sampling (Hewitt, Manning & Liang 2022, Truncation Sampling as Language Model
     Desmoothing): keep tokens with P(x) >= epsilon; the argmax is always kept. With
     interpolation m: (1 - m) * that distribution + m * the tempered full one (base.truncate)."""
 
     epsilon: float
-    temperature: float = 1.0
-    interpolation: float = 0.0
     paper = "Hewitt, Manning & Liang 2022, Truncation Sampling as Language Model Desmoothing"
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         check_float(self.epsilon, "epsilon", "in (0, 1)", lambda v: 0 < v < 1)
-        check_temperature(self)
-        check_interpolation(self)
 
-    def process(self, scores: torch.Tensor) -> torch.Tensor:
-        scores = apply_temperature(scores, self.temperature)
-        keep = probabilities(scores) >= self.epsilon
-        return truncate(scores, keep_argmax(keep, scores), self.interpolation)
+    def keep(self, scores: torch.Tensor) -> torch.Tensor:
+        return keep_argmax(probabilities(scores) >= self.epsilon, scores)
 
 
 @SAMPLERS.register("eta")
 @dataclass(frozen=True)
-class Eta(Sampler):
+class Eta(Truncation):
     """Eta sampling (Hewitt, Manning & Liang 2022): keep tokens with P(x) >= min(eta,
     sqrt(eta) * exp(-H)), H the entropy of P in nats; the argmax is always kept. With
     interpolation m: (1 - m) * that distribution + m * the tempered full one (base.truncate)."""
 
     eta: float
-    temperature: float = 1.0
-    interpolation: float = 0.0
     paper = "Hewitt, Manning & Liang 2022, Truncation Sampling as Language Model Desmoothing"
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         check_float(self.eta, "eta", "in (0, 1)", lambda v: 0 < v < 1)
-        check_temperature(self)
-        check_interpolation(self)
 
-    def process(self, scores: torch.Tensor) -> torch.Tensor:
-        scores = apply_temperature(scores, self.temperature)
+    def keep(self, scores: torch.Tensor) -> torch.Tensor:
         probs, entropy = with_entropy(scores)
         threshold = torch.clamp(math.sqrt(self.eta) * torch.exp(-entropy), max=self.eta)
-        return truncate(scores, keep_argmax(probs >= threshold, scores), self.interpolation)
+        return keep_argmax(probs >= threshold, scores)
 
 
 @SAMPLERS.register("min_p")
 @dataclass(frozen=True)
-class MinP(Sampler):
+class MinP(Truncation):
     """Min-p sampling (Nguyen et al. 2024, Turning Up the Heat: Min-p Sampling for Creative and
     Coherent LLM Outputs): keep tokens with P(x) >= p * max_x P(x), after an optional
     temperature (applied first, as in transformers). With interpolation m: (1 - m) * that
     distribution + m * the tempered full one (base.truncate)."""
 
     p: float
-    temperature: float = 1.0
-    interpolation: float = 0.0
     paper = "Nguyen et al. 2024, Min-p Sampling for Creative and Coherent LLM Outputs"
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         check_float(self.p, "p", "in (0, 1]", lambda v: 0 < v <= 1)
-        check_temperature(self)
-        check_interpolation(self)
 
-    def process(self, scores: torch.Tensor) -> torch.Tensor:
-        scores = apply_temperature(scores, self.temperature)
+    def keep(self, scores: torch.Tensor) -> torch.Tensor:
         probs = probabilities(scores)
-        return truncate(scores, probs >= self.p * probs.max(dim=-1, keepdim=True).values, self.interpolation)
+        return probs >= self.p * probs.max(dim=-1, keepdim=True).values

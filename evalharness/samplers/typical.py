@@ -7,8 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from evalharness.samplers.base import (
-    SAMPLERS, Sampler, apply_temperature, check_float, check_interpolation, check_temperature, exponentials,
-    first_reaching, sorted_rows, truncate,
+    SAMPLERS, Truncation, check_float, exponentials, first_reaching, sorted_rows,
 )
 
 SIDE_BIT = 1
@@ -39,7 +38,7 @@ def typical_set(scores: torch.Tensor, p: float) -> torch.Tensor:
 
 @SAMPLERS.register("typical")
 @dataclass(frozen=True)
-class Typical(Sampler):
+class Typical(Truncation):
     """Locally typical sampling (Meister, Pimentel, Wiher & Cotterell 2022, TACL): with
     H = -sum_x P(x) log P(x), rank tokens by |-log P(x) - H| ascending and keep the smallest
     prefix of that ranking whose probability reaches p (ties on the score at the edge kept).
@@ -47,15 +46,10 @@ class Typical(Sampler):
     base.truncate)."""
 
     p: float
-    temperature: float = 1.0
-    interpolation: float = 0.0
     paper = "Meister et al. 2022, Locally Typical Sampling"
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         check_float(self.p, "p", "in (0, 1]", lambda v: 0 < v <= 1)
-        check_temperature(self)
-        check_interpolation(self)
 
-    def process(self, scores: torch.Tensor) -> torch.Tensor:
-        scores = apply_temperature(scores, self.temperature)
-        return truncate(scores, typical_set(scores, self.p), self.interpolation)
+    def keep(self, scores: torch.Tensor) -> torch.Tensor:
+        return typical_set(scores, self.p)
