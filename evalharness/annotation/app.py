@@ -51,7 +51,7 @@ from urllib.parse import quote
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
@@ -185,6 +185,8 @@ def answered(handler):
             return await handler(self, request)
         except Rejected as exc:
             return error(str(exc), exc.status)
+        except ClientDisconnect:
+            return error("the request body did not arrive whole", 400)
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
                 response = error("the store is busy (another process is writing); try again in a moment", 503)

@@ -16,8 +16,9 @@ import time
 
 import pytest
 
-from annotation_helpers import INJECTED, Server, load_plan, read_db, write_results
+from annotation_helpers import INJECTED, Server, load_plan, read_db, write_db, write_results
 from chromium import keep_screenshot
+from evalharness.annotation.crowd import study_token
 from evalharness.cli import main
 
 RUNS = ["human", "greedy"]
@@ -185,6 +186,46 @@ def test_the_token_leaves_the_address_bar_and_a_reload_resumes(browser, served):
     assert browser.evaluate("location.href") == base and facts(browser)["texts"] == first["texts"]
     assert token not in served.log.read_text().split("serving on", 1)[1]  # printed once at the start, never logged
     assert browser.errors() == [] and no_dialogs(browser)
+
+
+def test_a_full_study_says_so(browser, served):
+    """Its 3 places taken (no HIT claimed, so the other tests are not disturbed), a fourth
+    participant gets a page that says the study is full, and the link leaves the address bar."""
+    link = study_token(load_plan(served.root), load_plan(served.root).groups[-1].group_id)
+    assert [served.join(link, f"taken{n}")[0] for n in range(3)] == [200] * 3
+    base = f"http://127.0.0.1:{served.port}/"
+    open_link(browser, f"{base}?study={link}&PROLIFIC_PID=late1&STUDY_ID=s&SESSION_ID=x")
+    wait_until(browser, "!document.getElementById('finished').hidden")
+    closed = json.loads(browser.evaluate("JSON.stringify([document.getElementById('finished-title').textContent, "
+                                         "document.getElementById('finished-text').textContent, "
+                                         "document.getElementById('hit').hidden, location.href])"))
+    assert closed[0] == "This study is not open to you" and closed[1].startswith("Study full: all 3 places")
+    assert closed[2] is True and closed[3] == base
+    unexpected = [e for e in browser.errors() if "responded with a status of 409" not in e]  # the refusal itself
+    assert unexpected == [] and no_dialogs(browser)
+
+
+def test_a_holder_who_lost_the_hit_is_told_and_gets_the_next_one(browser, tmp_path):
+    root = write_results(tmp_path / "results", ["human"], prompts=4)
+    server = Server(root, "--per-item", 1, "--hit-size", 2, "--annotators", 1)
+    try:
+        open_link(browser, f"http://127.0.0.1:{server.port}/#token={server.links()['a01']}")
+        wait_until(browser, "document.querySelectorAll('#items .item').length === 2")
+        first = facts(browser)["texts"]
+        press(browser, "4")
+        wait_until(browser, f"{STATUS} === 'Saved.'")
+        (hit_id, group_id), = read_db(root, "SELECT hit_id, group_id FROM assignments WHERE annotator = 'a01'")
+        write_db(root, "UPDATE assignments SET last_active_at = last_active_at - 3 * 3600")  # 3 h idle
+        status, joined = server.join(study_token(load_plan(root), group_id), "waiting1")
+        assert status == 200 and server.hit(joined["token"])["hit_id"] == hit_id  # passed on
+        press(browser, "5")  # the idle holder comes back: told, and given the next HIT
+        wait_until(browser, f"{STATUS}.includes('passed to another annotator')")
+        wait_until(browser, "document.querySelectorAll('#items .item').length === 2")
+        assert set(facts(browser)["texts"]).isdisjoint(first)
+        assert read_db(root, "SELECT COUNT(*) FROM ratings WHERE annotator = 'a01'") == [(0,)]
+        assert read_db(root, "SELECT typicality FROM rating_history WHERE annotator = 'a01'") == [(4,)]
+    finally:
+        server.stop()
 
 
 def test_the_mturk_template_shows_texts_as_text(browser, tmp_path):

@@ -96,7 +96,8 @@ def test_two_annotators_rate_the_whole_study(study, rated):
         final = study.hit(links[name])
         assert final["hit_id"] is None and final["done"] == final["total"] == 6
     assert not {h["hit_id"] for h in seen["a01"]} & {h["hit_id"] for h in seen["a02"]}
-    counts = read_db(study.root, "SELECT item_id, COUNT(*) FROM ratings GROUP BY item_id")
+    counts = read_db(study.root, "SELECT item_id, COUNT(*) FROM ratings WHERE annotator IN ('a01', 'a02') "
+                                 "GROUP BY item_id")  # others may rate in other tests
     assert len(counts) == 15 and {c for _, c in counts} == {2}
 
 

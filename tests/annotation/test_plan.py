@@ -180,6 +180,19 @@ def test_a_hit_abandoned_for_hours_passes_to_someone_waiting(tmp_path):
         store.close()
 
 
+def test_a_store_of_the_earlier_layout_is_a_user_error(tmp_path):
+    """Tokens were stored in clear before; such a store is refused with one line, not migrated."""
+    import sqlite3
+
+    root = write_results(tmp_path / "r", RUNS, prompts=2)
+    plan, _ = ensure_plan(root, {"runs": None, "per_item": 1, "hit_size": 2, "with_context": None, "seed": None})
+    old = sqlite3.connect(root / "annotation" / "judgements.sqlite")
+    old.execute("CREATE TABLE annotators (annotator TEXT PRIMARY KEY, token TEXT NOT NULL UNIQUE)")
+    old.close()
+    with pytest.raises(UserError, match=r"judgements.sqlite: written by an earlier evalharness \(store version 0"):
+        JudgementStore(root, plan)
+
+
 def test_a_failing_submission_stores_nothing(store, monkeypatch):
     store.ensure_lab_annotators(1)
     annotator = store.authenticate(store.lab_annotators()[0][1])

@@ -111,6 +111,7 @@
     box.replaceChildren(...data.items.map((item, index) => renderItem(item, index, data.scale)));
     $('hit').hidden = false;
     $('finished').hidden = true;
+    if (state.unsaved.size) queueSave();  // made before a reload or an outage, not saved yet
     const firstOpen = data.items.findIndex((item) => !state.ratings.has(item.item_id));
     setCurrent(firstOpen < 0 ? 0 : firstOpen, false);
     updateCounts();
@@ -273,6 +274,14 @@
     try { sessionStorage.setItem(TOKEN_KEY, token); } catch (ignored) { /* memory only: a reload needs the link */ }
   }
 
+  // A study with no place left (or a place withdrawn): a page that says so, and nothing else.
+  function renderClosed(message) {
+    $('hit').hidden = true;
+    $('finished').hidden = false;
+    $('finished-title').textContent = 'This study is not open to you';
+    $('finished-text').textContent = message.charAt(0).toUpperCase() + message.slice(1) + '.';
+  }
+
   async function start() {
     document.addEventListener('keydown', onKey);
     $('hit').addEventListener('submit', (event) => { event.preventDefault(); submitHit(); });
@@ -288,7 +297,8 @@
       state.token = link.token;
       await loadHit();
     } catch (error) {
-      say((error.status === 409 ? '' : 'Could not load the texts: ') + error.message + '.');
+      if (error.status === 409 || error.status === 403) renderClosed(error.message);
+      else say('Could not load the texts: ' + error.message + '.');
     }
   }
 
