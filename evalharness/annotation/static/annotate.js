@@ -203,7 +203,10 @@
   // -- saving: each rating as it is made, one request at a time, in order --
   function queueSave() {
     const hitId = state.hit.hit_id;
-    state.saving = state.saving.then(() => saveUnsaved(hitId));
+    state.saving = state.saving.then(() => saveUnsaved(hitId)).catch((error) => {
+      say('Could not reach the server: ' + error.message + '. Your ratings are kept here; please try again.');
+      return false;  // the chain goes on: the next rating is sent again
+    });
     return state.saving;
   }
 
@@ -236,10 +239,11 @@
     state.busy = true;
     updateCounts();
     const count = state.hit.items.length;
+    const hitId = state.hit.hit_id;
     await state.saving;
-    const saved = await queueSave();
+    const saved = state.hit && state.hit.hit_id === hitId && await queueSave();
     state.busy = false;
-    if (!saved) { updateCounts(); return; }
+    if (!saved || !state.hit || state.hit.hit_id !== hitId) { updateCounts(); return; }  // failed, or passed on
     dropDraft();
     try {
       await loadHit();
