@@ -148,8 +148,9 @@ class JudgementStore:
         tables = self.db.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'annotators'").fetchone()[0]
         if tables and version != SCHEMA_VERSION:
             self.db.close()
-            raise UserError(f"{path}: written by an earlier evalharness (store version {version}, this one reads "
-                            f"{SCHEMA_VERSION}); export it with that version, then move it away to start afresh")
+            raise UserError(f"{path}: written by {'an earlier' if version < SCHEMA_VERSION else 'a later'} evalharness "
+                            f"(store version {version}, this one reads {SCHEMA_VERSION}); export it with that "
+                            "version, then move it away to start afresh")
 
     def close(self) -> None:
         self.db.close()
