@@ -35,7 +35,8 @@ def score_experiment(store: ResultsDir, cfg: ExperimentConfig, prompts: list[Pro
                          seed=cfg.seed if cfg.bootstrap.seed is None else cfg.bootstrap.seed,
                          cache_dir=store.root / "cache", model_name=cfg.model.name, device=device,
                          results_dir=store.root, runs=tuple(run for run, _, _ in runs),
-                         contexts=[p.context_ids for p in prompts])
+                         contexts=[p.context_ids for p in prompts],
+                         context_texts=[p.context_text for p in prompts])
     scorers = [spec.build() for spec in cfg.scorers]
     rows = []
     for run, sampler, params in tqdm(runs, desc="scoring", unit="run", disable=None):

@@ -9,6 +9,7 @@ classifiers), judgements (judgements.csv for HUSE)."""
 from evalharness.scorers.base import SCORERS, Scorer, ScoringContext, bootstrap_ci  # noqa: F401
 from evalharness.scorers import length  # noqa: F401
 from evalharness.scorers import perplexity  # noqa: F401
+from evalharness.scorers import judge_perplexity  # noqa: F401
 from evalharness.scorers import repetition  # noqa: F401
 from evalharness.scorers import self_bleu  # noqa: F401
 from evalharness.scorers import zipf  # noqa: F401

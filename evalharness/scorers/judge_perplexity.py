@@ -1,0 +1,82 @@
+"""Perplexity of every run's text under one fixed judge model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from evalharness.errors import UserError
+from evalharness.records import Generation, ScoreResult
+from evalharness.scorers import judge
+from evalharness.scorers.base import CLOSER, SCORERS, Scorer, ScoringContext, bootstrap_ci
+from evalharness.scorers.perplexity import pooled_perplexity
+from evalharness.store import read_json, write_json
+
+
+@SCORERS.register("judge_perplexity")
+@dataclass(frozen=True)
+class JudgePerplexity(Scorer):
+    """Perplexity under one fixed judge model, the measure decoding papers since 2022 use to
+    compare generators (e.g. Su & Collier 2022, Contrastive Search Is What You Need; Meister et
+    al. 2023, Locally Typical Sampling): every run's continuations, and the human ones, scored
+    by the same model, so that runs of different generators can be set side by side.
+
+    `judge_perplexity` = exp(sum of -log p_judge(y_t | context, y_<t) / number of tokens), pooled
+    over every continuation token of every text of the run (Holtzman et al.'s pooling), where the
+    context and the continuation are the *texts*, each tokenised with the judge's tokenizer
+    (separately, then joined: the boundary is the same for every run), end-of-text appended and
+    scored when the continuation ended with it. Per-text values exp(mean NLL of the text) are
+    kept; interval: the pooled ratio recomputed on each bootstrap resample of prompts.
+
+    Options: `model` (the judge: Hugging Face id, local directory or builtin:<name>), `dtype`,
+    `batch_size` (texts per forward pass), `max_tokens` (longest context + continuation; default
+    the judge's positions; the context is cut from the left first)."""
+
+    model: str | None = None
+    dtype: str = "float32"
+    batch_size: int = 8
+    max_tokens: int | None = None
+    metrics = {"judge_perplexity": CLOSER}
+
+    def __post_init__(self) -> None:
+        judge.check_judge_options(self.model, self.dtype, self.batch_size)
+        if self.max_tokens is not None and (type(self.max_tokens) is not int or self.max_tokens < 2):
+            raise UserError(f"max_tokens: must be an integer >= 2 or null (got {self.max_tokens!r})")
+
+    def preflight(self) -> None:
+        judge.preflight_judge(self.model, self.name)
+
+    def score(self, generations: Sequence[Generation], ctx: ScoringContext) -> ScoreResult:
+        if not generations:
+            return ScoreResult(values={})
+        sums, counts = self.nll(generations, ctx)
+
+        def statistic(idx: np.ndarray) -> dict[str, float]:
+            return {"judge_perplexity": pooled_perplexity(sums[idx], counts[idx])}
+
+        with np.errstate(divide="ignore", invalid="ignore"):
+            per_text = np.where(counts > 0, np.exp(sums / np.maximum(counts, 1)), np.nan)
+        values = statistic(np.arange(len(generations)))
+        ci = bootstrap_ci(statistic, len(generations), ctx.resamples, ctx.seed)
+        return ScoreResult(values=values, ci=ci, per_sample={"judge_perplexity": tuple(float(v) for v in per_text)})
+
+    def nll(self, generations: Sequence[Generation], ctx: ScoringContext) -> tuple[np.ndarray, np.ndarray]:
+        """Per-text (NLL sum, token count) under the judge, read from the cache when the judge,
+        the contexts and the texts are the same as when it was written."""
+        loaded = judge.load_judge(self.model, ctx.device, self.dtype, self.name)
+        contexts = judge.context_texts(generations, ctx)
+        identity = {"judge": self.model, "weights": loaded.fingerprint, "dtype": self.dtype,
+                    "max_tokens": self.max_tokens, "contexts": contexts,
+                    "texts": [[g.text, g.stopped_by_eos] for g in generations]}
+        path = judge.cache_path(ctx, "nll", identity, generations[0].run)
+        if path is not None and path.is_file():
+            cached = read_json(path)
+            return np.asarray(cached["nll"], dtype=float), np.asarray(cached["tokens"], dtype=float)
+        pieces = judge.judge_pieces(loaded, contexts, generations, self.max_tokens)
+        sums, counts = judge.continuation_nll(loaded, pieces, self.batch_size)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_json(path, {"nll": sums.tolist(), "tokens": counts.tolist()})
+        return sums, counts
