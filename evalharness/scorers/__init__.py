@@ -15,6 +15,7 @@ from evalharness.scorers import self_bleu  # noqa: F401
 from evalharness.scorers import zipf  # noqa: F401
 from evalharness.scorers import distinct  # noqa: F401
 from evalharness.scorers import mauve  # noqa: F401
+from evalharness.scorers import coherence  # noqa: F401
 from evalharness.scorers import human_support  # noqa: F401
 from evalharness.scorers import huse  # noqa: F401
 from evalharness.scorers import detectability  # noqa: F401
