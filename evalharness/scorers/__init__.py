@@ -18,5 +18,6 @@ from evalharness.scorers import mauve  # noqa: F401
 from evalharness.scorers import coherence  # noqa: F401
 from evalharness.scorers import human_support  # noqa: F401
 from evalharness.scorers import huse  # noqa: F401
+from evalharness.scorers import judge_typicality  # noqa: F401
 from evalharness.scorers import detectability  # noqa: F401
 from evalharness.scorers import evaluate_metric  # noqa: F401

@@ -161,10 +161,14 @@ def continuation_nll(loaded: models.LoadedModel, pieces: Sequence[Pieces], batch
     return sums, counts
 
 
+def digest(identity: dict) -> str:
+    """Hash of everything a judge's values depend on (cache names)."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+
+
 def cache_path(ctx: ScoringContext, kind: str, identity: dict, run: str) -> Path | None:
     """ctx.cache_dir/judge/<kind>/<run>-<hash of everything the values depend on>.json"""
     if ctx.cache_dir is None:
         return None
-    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
     safe_run = "".join(c if c.isalnum() or c in "._=-" else "_" for c in run)
-    return Path(ctx.cache_dir) / "judge" / kind / f"{safe_run}-{digest}.json"
+    return Path(ctx.cache_dir) / "judge" / kind / f"{safe_run}-{digest(identity)}.json"
