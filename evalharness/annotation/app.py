@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import hmac
+import html
 import json
 import socket
 from pathlib import Path
@@ -38,7 +39,7 @@ from starlette.routing import Route
 
 from evalharness.annotation.crowd import PARTICIPANT_ID, completion_code, completion_url, participant_name, study_token
 from evalharness.annotation.plan import MAX_HIT_SIZE, Plan
-from evalharness.records import is_rating, scale_json
+from evalharness.records import TYPICALITY_INSTRUCTIONS, is_rating, scale_json
 from evalharness.annotation.store import Annotator, JudgementStore, Rejected
 from evalharness.errors import UserError
 
@@ -54,6 +55,8 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'se
 SECURITY_HEADERS = [(b"content-security-policy", CSP.encode()), (b"referrer-policy", b"no-referrer"),
                     (b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
                     (b"cross-origin-opener-policy", b"same-origin"), (b"cache-control", b"no-store")]
+INSTRUCTIONS_MARK = b"<!--instructions-->"
+"""Where annotate.html takes the instructions (evalharness.records.TYPICALITY_INSTRUCTIONS)."""
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -131,12 +134,18 @@ def parse_ratings(body: dict) -> list[tuple[str, int]]:
     return parsed
 
 
+def static_file(name: str) -> bytes:
+    """A static file; the page gets the rating instructions from their one source (records)."""
+    content = (STATIC / name).read_bytes()
+    return content.replace(INSTRUCTIONS_MARK, html.escape(TYPICALITY_INSTRUCTIONS).encode())
+
+
 class Endpoints:
     """The request handlers; each turns a Rejected into its JSON error answer."""
 
     def __init__(self, plan: Plan, store: JudgementStore) -> None:
         self.plan, self.store = plan, store
-        self.pages = {path: ((STATIC / name).read_bytes(), kind) for path, (name, kind) in PAGES.items()}
+        self.pages = {path: (static_file(name), kind) for path, (name, kind) in PAGES.items()}
 
     def authenticated(self, token) -> Annotator:
         if not isinstance(token, str) or not token:

@@ -145,3 +145,19 @@ def test_agreement_and_huse_judge_from_the_written_files(tmp_path, tiny_model_di
         assert pure["metrics"][name.replace("huse", "huse_judge")] == pytest.approx(expected.values[name], abs=1e-12)
         assert pure["ci"][name.replace("huse", "huse_judge")] == pytest.approx(list(expected.ci[name]), abs=1e-12)
     assert pure["metrics"]["people_typicality"] == pytest.approx(np.mean(list(people.mean_typicality("pure").values())))
+
+
+def test_people_and_judge_read_one_wording(judge_dir):
+    """The rating page, the MTurk template and the judge's prompt take the instructions from
+    evalharness.records, the one place they are written."""
+    import html
+
+    from evalharness.annotation import app, crowd
+    from evalharness.scorers.judge_typicality import DEFAULT_TEMPLATE, prompt_ids
+    from transformers import AutoTokenizer
+
+    page = app.static_file("annotate.html").decode()
+    assert html.escape(TYPICALITY_INSTRUCTIONS) in page and "<!--instructions-->" not in page
+    assert "{instructions}" in crowd.TEMPLATE and "Each text below" not in crowd.TEMPLATE
+    tokenizer = AutoTokenizer.from_pretrained(judge_dir)
+    assert TYPICALITY_INSTRUCTIONS in tokenizer.decode(prompt_ids(tokenizer, DEFAULT_TEMPLATE, "x", ""))
