@@ -26,9 +26,10 @@ def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 @SCORERS.register("coherence")
 @dataclass(frozen=True)
 class Coherence(Scorer):
-    """Coherence as defined by Su & Collier 2022 (Contrastive Search Is What You Need For Neural
-    Text Generation; after Su et al. 2022, A Contrastive Framework for Neural Text Generation,
-    SimCTG): coherence = mean over texts of cos(v_x, v_x^), where v_x is the sentence embedding
+    """SimCTG coherence (Su et al. 2022; Su & Collier 2022): cosine of context and continuation embeddings.
+
+    Su et al. 2022 (A Contrastive Framework for Neural Text Generation, SimCTG) and Su & Collier
+    2022 (Contrastive Search Is What You Need For Neural Text Generation): coherence = mean over texts of cos(v_x, v_x^), where v_x is the sentence embedding
     of the context (the prompt) and v_x^ that of its continuation. Higher: the continuation is
     semantically closer to its context. The human row is the reference.
 

@@ -138,27 +138,54 @@ def padded(rows: Sequence[Sequence[int]], pad_id: int, device: str):
     return ids.to(device), mask.to(device)
 
 
-def continuation_nll(loaded: models.LoadedModel, pieces: Sequence[Pieces], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per text: (sum of -log p(token | context, earlier tokens) over its continuation tokens,
-    number of those tokens), one forward pass per batch, log-softmax in float32."""
+@dataclass(frozen=True)
+class Pending:
+    """A judge's work for one run that is not cached yet: its inputs, their batches (fixed by
+    the inputs alone, so any split of them over ranks gives the values of one process) and the
+    cache file the assembled values go to."""
+
+    path: Path | None
+    inputs: tuple
+    batches: tuple[tuple[int, ...], ...]
+
+
+def pending(path: Path | None, inputs: Sequence, lengths: Sequence[int], batch_size: int) -> Pending:
+    return Pending(path, tuple(inputs), tuple(tuple(b) for b in length_batches(lengths, batch_size)))
+
+
+def batch_nll(loaded: models.LoadedModel, pieces: Sequence[Pieces], batch: Sequence[int]) -> np.ndarray:
+    """(len(batch), 2): per text of the batch, the sum of -log p(token | context, earlier tokens)
+    over its continuation tokens and their number; one forward pass, log-softmax in float32."""
     import torch
 
-    sums, counts = np.zeros(len(pieces)), np.zeros(len(pieces))
-    rows = [list(p.context) + list(p.continuation) for p in pieces]
-    for batch in length_batches([len(r) for r in rows], batch_size):
-        batch = [i for i in batch if pieces[i].continuation]
-        if not batch:
-            continue
-        ids, mask = padded([rows[i] for i in batch], loaded.pad_id, loaded.device)
-        with torch.inference_mode():
-            logits = loaded.model(input_ids=ids, attention_mask=mask).logits
-        for row, i in enumerate(batch):
-            start, n = len(pieces[i].context), len(pieces[i].continuation)
-            logp = torch.log_softmax(logits[row, start - 1:start - 1 + n].float(), dim=-1)
-            target = ids[row, start:start + n].unsqueeze(-1)
-            sums[i] = -float(logp.gather(-1, target).sum(dtype=torch.float64))
-            counts[i] = n
-    return sums, counts
+    out = np.zeros((len(batch), 2))
+    todo = [row for row, i in enumerate(batch) if pieces[i].continuation]
+    if not todo:
+        return out
+    rows = [list(pieces[batch[r]].context) + list(pieces[batch[r]].continuation) for r in todo]
+    ids, mask = padded(rows, loaded.pad_id, loaded.device)
+    with torch.inference_mode():
+        logits = loaded.model(input_ids=ids, attention_mask=mask).logits
+    for k, row in enumerate(todo):
+        piece = pieces[batch[row]]
+        start, n = len(piece.context), len(piece.continuation)
+        logp = torch.log_softmax(logits[k, start - 1:start - 1 + n].float(), dim=-1)
+        target = ids[k, start:start + n].unsqueeze(-1)
+        out[row] = -float(logp.gather(-1, target).sum(dtype=torch.float64)), n
+    return out
+
+
+def assemble(n: int, work: Pending, parts: Sequence[np.ndarray]) -> np.ndarray:
+    """Per-batch rows back in input order."""
+    out = np.zeros((n, parts[0].shape[1])) if parts else np.zeros((n, 0))
+    for batch, rows in zip(work.batches, parts):
+        out[list(batch)] = rows
+    return out
+
+
+def run_pending(work: Pending, compute) -> list[np.ndarray]:
+    """Every batch of `work` in this process (the torchrun path shares them out instead)."""
+    return [compute(batch) for batch in work.batches]
 
 
 def digest(identity: dict) -> str:

@@ -18,10 +18,11 @@ from evalharness.store import read_json, write_json
 @SCORERS.register("judge_perplexity")
 @dataclass(frozen=True)
 class JudgePerplexity(Scorer):
-    """Perplexity under one fixed judge model, the measure decoding papers since 2022 use to
-    compare generators (e.g. Su & Collier 2022, Contrastive Search Is What You Need; Meister et
-    al. 2023, Locally Typical Sampling): every run's continuations, and the human ones, scored
-    by the same model, so that runs of different generators can be set side by side.
+    """Perplexity under one fixed judge model (Holtzman et al. 2019's pooled perplexity, one scorer model for all).
+
+    Decoding papers since 2022 (e.g. Su & Collier 2022, Contrastive Search Is What You Need)
+    score every generator's text with one judge model, so that runs of different generators
+    can be set side by side; the human continuations are scored the same way (the reference).
 
     `judge_perplexity` = exp(sum of -log p_judge(y_t | context, y_<t) / number of tokens), pooled
     over every continuation token of every text of the run (Holtzman et al.'s pooling), where the
@@ -64,19 +65,41 @@ class JudgePerplexity(Scorer):
 
     def nll(self, generations: Sequence[Generation], ctx: ScoringContext) -> tuple[np.ndarray, np.ndarray]:
         """Per-text (NLL sum, token count) under the judge, read from the cache when the judge,
-        the contexts and the texts are the same as when it was written."""
-        loaded = judge.load_judge(self.model, ctx.device, self.dtype, self.name)
-        contexts = judge.context_texts(generations, ctx)
-        identity = {"judge": self.model, "weights": loaded.fingerprint, "dtype": self.dtype,
-                    "max_tokens": self.max_tokens, "contexts": contexts,
-                    "texts": [[g.text, g.stopped_by_eos] for g in generations]}
-        path = judge.cache_path(ctx, "nll", identity, generations[0].run)
+        the contexts and the texts are the same as when it was written (under torchrun every
+        rank has computed a share of it by then: evalharness.experiment.scoring.share_judging)."""
+        path = self.cache_file(generations, ctx)
         if path is not None and path.is_file():
             cached = read_json(path)
             return np.asarray(cached["nll"], dtype=float), np.asarray(cached["tokens"], dtype=float)
-        pieces = judge.judge_pieces(loaded, contexts, generations, self.max_tokens)
-        sums, counts = judge.continuation_nll(loaded, pieces, self.batch_size)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_json(path, {"nll": sums.tolist(), "tokens": counts.tolist()})
-        return sums, counts
+        work = self.pending(generations, ctx)
+        values = self.finish(work, judge.run_pending(work, lambda batch: self.compute(work, batch, ctx)))
+        return values[:, 0], values[:, 1]
+
+    def cache_file(self, generations: Sequence[Generation], ctx: ScoringContext):
+        loaded = judge.load_judge(self.model, ctx.device, self.dtype, self.name)
+        identity = {"judge": self.model, "weights": loaded.fingerprint, "dtype": self.dtype,
+                    "max_tokens": self.max_tokens, "contexts": judge.context_texts(generations, ctx),
+                    "texts": [[g.text, g.stopped_by_eos] for g in generations]}
+        return judge.cache_path(ctx, "nll", identity, generations[0].run)
+
+    def pending(self, generations: Sequence[Generation], ctx: ScoringContext) -> judge.Pending | None:
+        """The run's texts as the judge reads them, in batches; None when they are cached."""
+        path = self.cache_file(generations, ctx)
+        if path is not None and path.is_file():
+            return None
+        loaded = judge.load_judge(self.model, ctx.device, self.dtype, self.name)
+        pieces = judge.judge_pieces(loaded, judge.context_texts(generations, ctx), generations, self.max_tokens)
+        lengths = [len(p.context) + len(p.continuation) for p in pieces]
+        return judge.pending(path, pieces, lengths, self.batch_size)
+
+    def compute(self, work: judge.Pending, batch, ctx: ScoringContext) -> np.ndarray:
+        loaded = judge.load_judge(self.model, ctx.device, self.dtype, self.name)
+        return judge.batch_nll(loaded, work.inputs, batch)
+
+    def finish(self, work: judge.Pending, parts) -> np.ndarray:
+        """(n, 2) NLL sums and token counts, written to the cache."""
+        values = judge.assemble(len(work.inputs), work, parts)
+        if work.path is not None:
+            work.path.parent.mkdir(parents=True, exist_ok=True)
+            write_json(work.path, {"nll": values[:, 0].tolist(), "tokens": values[:, 1].tolist()})
+        return values

@@ -72,23 +72,24 @@ def rating_token_ids(tokenizer) -> list[list[int]]:
     return out
 
 
-def rating_probabilities(loaded, prompts: Sequence[list[int]], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(n, 6) probabilities of the six ratings, renormalised over them, and (n,) the share of the
-    next-token probability the six got (how well the judge keeps to the answer format)."""
+def batch_ratings(loaded, prompts: Sequence[list[int]], batch: Sequence[int]) -> np.ndarray:
+    """(len(batch), 6): the next-token probability of each rating after each prompt of the batch."""
     import torch
 
     choices = rating_token_ids(loaded.tokenizer)
-    probabilities, mass = np.zeros((len(prompts), len(VALUES))), np.zeros(len(prompts))
-    for batch in judge.length_batches([len(p) for p in prompts], batch_size):
-        ids, attention = judge.padded([prompts[i] for i in batch], loaded.pad_id, loaded.device)
-        with torch.inference_mode():
-            logits = loaded.model(input_ids=ids, attention_mask=attention).logits
-        last = torch.tensor([len(prompts[i]) - 1 for i in batch], device=logits.device)
-        next_token = torch.softmax(logits[torch.arange(len(batch), device=logits.device), last].double(), dim=-1)
-        per_rating = torch.stack([next_token[:, c].sum(-1) for c in choices], dim=1).cpu().numpy()
-        mass[batch] = per_rating.sum(1)
-        probabilities[batch] = per_rating / per_rating.sum(1, keepdims=True)
-    return probabilities, mass
+    ids, attention = judge.padded([prompts[i] for i in batch], loaded.pad_id, loaded.device)
+    with torch.inference_mode():
+        logits = loaded.model(input_ids=ids, attention_mask=attention).logits
+    last = torch.tensor([len(prompts[i]) - 1 for i in batch], device=logits.device)
+    next_token = torch.softmax(logits[torch.arange(len(batch), device=logits.device), last].double(), dim=-1)
+    return torch.stack([next_token[:, c].sum(-1) for c in choices], dim=1).cpu().numpy()
+
+
+def normalised(per_rating: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities renormalised over the six ratings, the share of the next-token probability
+    the six got: how well the judge keeps to the answer format)."""
+    mass = per_rating.sum(1)
+    return per_rating / mass[:, None], mass
 
 
 def agreement(judge_ratings: np.ndarray, people: np.ndarray) -> dict[str, float]:
@@ -112,7 +113,9 @@ class JudgeRatings:
 @SCORERS.register("judge_typicality")
 @dataclass(frozen=True)
 class JudgeTypicality(Scorer):
-    """A language model as a rater of typicality, on the people's question and scale (the
+    """A judge model rates typicality on the people's 1-6 scale (Holtzman et al. 2019; rating tokens as in G-Eval, Liu et al. 2023).
+
+    A language model as a rater of typicality, on the people's question and scale (the
     annotation page's instructions and Holtzman et al.'s 1-6 MTurk scale, from one source,
     evalharness.records), in the manner of LLM-as-a-judge scoring with rating-token
     probabilities (G-Eval: Liu et al. 2023). The judge reads the filled `template` (default:
@@ -175,29 +178,49 @@ class JudgeTypicality(Scorer):
         return result if people is None else self.with_people(result, generations, ctx, people)
 
     def ratings(self, generations: Sequence[Generation], ctx: ScoringContext) -> np.ndarray:
-        """(n, 6) rating probabilities of the run's texts (cached), written to the run's
+        """(n, 6) rating probabilities of the run's texts (cached; under torchrun computed by
+        every rank by then, evalharness.experiment.scoring.share_judging), written to the run's
         judge_typicality.jsonl."""
-        loaded = judge.load_judge(self.model, ctx.device, self.dtype, self.name)
-        contexts = judge.context_texts(generations, ctx)
-        identity = {"judge": self.model, "weights": loaded.fingerprint, "dtype": self.dtype,
-                    "template": self.template, "contexts": contexts, "texts": [g.text for g in generations]}
-        memo_key = judge.digest(identity)
-        path = judge.cache_path(ctx, "typicality", identity, generations[0].run)
+        path, memo_key = self.cache_file(generations, ctx)
         if memo_key in _MEMO:
             probabilities, mass = _MEMO[memo_key]
         elif path is not None and path.is_file():
             cached = read_json(path)
             probabilities, mass = np.asarray(cached["probabilities"]), np.asarray(cached["rating_mass"])
         else:
-            prompts = [prompt_ids(loaded.tokenizer, self.template, g.text, c) for g, c in zip(generations, contexts)]
-            self.check_lengths(prompts, loaded)
-            probabilities, mass = rating_probabilities(loaded, prompts, self.batch_size)
-            if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                write_json(path, {"probabilities": probabilities.tolist(), "rating_mass": mass.tolist()})
+            work = self.pending(generations, ctx, force=True)
+            probabilities, mass = self.finish(work, judge.run_pending(work, lambda b: self.compute(work, b, ctx)))
         _MEMO[memo_key] = probabilities, mass
         self.write_ratings(generations, ctx, probabilities, mass)
         return probabilities
+
+    def cache_file(self, generations: Sequence[Generation], ctx: ScoringContext):
+        loaded = judge.load_judge(self.model, ctx.device, self.dtype, self.name)
+        identity = {"judge": self.model, "weights": loaded.fingerprint, "dtype": self.dtype, "template": self.template,
+                    "contexts": judge.context_texts(generations, ctx), "texts": [g.text for g in generations]}
+        return judge.cache_path(ctx, "typicality", identity, generations[0].run), judge.digest(identity)
+
+    def pending(self, generations: Sequence[Generation], ctx: ScoringContext, force: bool = False):
+        """The run's filled prompts, in batches; None when they are cached (unless `force`)."""
+        path, _ = self.cache_file(generations, ctx)
+        if not force and path is not None and path.is_file():
+            return None
+        loaded = judge.load_judge(self.model, ctx.device, self.dtype, self.name)
+        contexts = judge.context_texts(generations, ctx)
+        prompts = [prompt_ids(loaded.tokenizer, self.template, g.text, c) for g, c in zip(generations, contexts)]
+        self.check_lengths(prompts, loaded)
+        return judge.pending(path, prompts, [len(p) for p in prompts], self.batch_size)
+
+    def compute(self, work: judge.Pending, batch, ctx: ScoringContext) -> np.ndarray:
+        loaded = judge.load_judge(self.model, ctx.device, self.dtype, self.name)
+        return batch_ratings(loaded, work.inputs, batch)
+
+    def finish(self, work: judge.Pending, parts) -> tuple[np.ndarray, np.ndarray]:
+        probabilities, mass = normalised(judge.assemble(len(work.inputs), work, parts))
+        if work.path is not None:
+            work.path.parent.mkdir(parents=True, exist_ok=True)
+            write_json(work.path, {"probabilities": probabilities.tolist(), "rating_mass": mass.tolist()})
+        return probabilities, mass
 
     def check_lengths(self, prompts: Sequence[list[int]], loaded) -> None:
         longest = max(len(p) for p in prompts)
