@@ -9,7 +9,7 @@ import numpy as np
 
 from evalharness.errors import UserError
 from evalharness.records import Generation, ScoreResult
-from evalharness.scorers import judge
+from evalharness.scorers import judge, served_judge
 from evalharness.scorers.base import CLOSER, SCORERS, Scorer, ScoringContext, bootstrap_ci
 from evalharness.scorers.perplexity import pooled_perplexity
 from evalharness.store import read_json, write_json
@@ -43,6 +43,9 @@ class JudgePerplexity(Scorer):
 
     def __post_init__(self) -> None:
         judge.check_judge_options(self.model, self.dtype, self.batch_size)
+        if served_judge.is_served(self.model):
+            raise UserError("model: judge_perplexity needs the judge's weights (a Hugging Face id, a local directory "
+                            "or builtin:<name>); a served judge gives no log-probabilities of given text")
         if self.max_tokens is not None and (type(self.max_tokens) is not int or self.max_tokens < 2):
             raise UserError(f"max_tokens: must be an integer >= 2 or null (got {self.max_tokens!r})")
 

@@ -14,6 +14,7 @@ from evalharness.errors import UserError
 from evalharness.records import (HUMAN_RUN, TYPICALITY_INSTRUCTIONS, TYPICALITY_SCALE, Generation, ScoreResult)
 from evalharness.scorers import judge
 from evalharness.scorers import judgements as judgements_file
+from evalharness.scorers import served_judge
 from evalharness.scorers.base import CLOSER, HIGHER, SCORERS, Scorer, ScoringContext, bootstrap_ci
 from evalharness.scorers.huse import Huse
 from evalharness.store import ResultsDir, read_json, write_atomic, write_json
@@ -47,11 +48,15 @@ def check_template(template) -> None:
                         f"(got {', '.join(sorted(names)) or 'none'})")
 
 
+def filled(template: str, text: str, context: str) -> str:
+    return template.format(instructions=TYPICALITY_INSTRUCTIONS, scale=scale_text(), text=text, context=context)
+
+
 def prompt_ids(tokenizer, template: str, text: str, context: str) -> list[int]:
     """The judge's input: the filled template, as the only user message of the model's chat
     template when it has one (the rating is then the assistant's first token), else as plain
     text with the tokenizer's own special tokens."""
-    content = template.format(instructions=TYPICALITY_INSTRUCTIONS, scale=scale_text(), text=text, context=context)
+    content = filled(template, text, context)
     if getattr(tokenizer, "chat_template", None):
         chat = tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
                                              add_generation_prompt=True)
@@ -89,7 +94,10 @@ def normalised(per_rating: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities renormalised over the six ratings, the share of the next-token probability
     the six got: how well the judge keeps to the answer format)."""
     mass = per_rating.sum(1)
-    return per_rating / mass[:, None], mass
+    if np.any(mass <= 0):  # a served judge whose top tokens held no rating: no rating for that text
+        logger.warning("judge_typicality: %d texts got no probability on any rating; left out", int(np.sum(mass <= 0)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(mass[:, None] > 0, per_rating / np.where(mass > 0, mass, 1)[:, None], np.nan), mass
 
 
 def agreement(judge_ratings: np.ndarray, people: np.ndarray) -> dict[str, float]:
@@ -142,6 +150,8 @@ class JudgeTypicality(Scorer):
     dtype: str = "float32"
     batch_size: int = 8
     judgements: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout: float = 60.0
     metrics = {"judge_typicality": CLOSER, "judge_typicality_argmax": CLOSER, "people_typicality": CLOSER,
                "judge_agreement_spearman": HIGHER, "judge_agreement_kendall": HIGHER,
                "huse_judge": HIGHER, "huse_judge_q": HIGHER, "huse_judge_d": HIGHER}
@@ -149,11 +159,21 @@ class JudgeTypicality(Scorer):
     def __post_init__(self) -> None:
         judge.check_judge_options(self.model, self.dtype, self.batch_size)
         check_template(self.template)
+        if not isinstance(self.api_key_env, str) or not self.api_key_env:
+            raise UserError(f"api_key_env: must name an environment variable (got {self.api_key_env!r})")
+        if isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) or not self.timeout > 0:
+            raise UserError(f"timeout: must be a number of seconds > 0 (got {self.timeout!r})")
+        if served_judge.is_served(self.model):
+            self.served()
         if self.judgements is not None and (not isinstance(self.judgements, str) or not self.judgements):
             raise UserError(f"judgements: must be the path of a CSV file (got {self.judgements!r})")
 
     def preflight(self) -> None:
-        judge.preflight_judge(self.model, self.name)
+        if not served_judge.is_served(self.model):
+            judge.preflight_judge(self.model, self.name)
+
+    def served(self) -> served_judge.ServedJudge:
+        return served_judge.ServedJudge.parse(self.model, self.api_key_env, self.timeout)
 
     def inputs_fingerprint(self, ctx: ScoringContext) -> str | None:
         """People's judgements change the agreement and huse_judge: scores are cached on them."""
@@ -165,11 +185,15 @@ class JudgeTypicality(Scorer):
         if not generations:
             return ScoreResult(values={})
         probabilities = self.ratings(generations, ctx)
-        expected, argmax = probabilities @ VALUES, VALUES[np.argmax(probabilities, axis=1)]
+        expected = probabilities @ VALUES
+        argmax = np.where(np.isnan(expected), np.nan, VALUES[np.argmax(np.nan_to_num(probabilities, nan=0.0), axis=1)])
 
         def statistic(idx: np.ndarray) -> dict[str, float]:
-            return {"judge_typicality": float(expected[idx].mean()),
-                    "judge_typicality_argmax": float(argmax[idx].mean())}
+            rated = idx[~np.isnan(expected[idx])]
+            if not len(rated):
+                return {}
+            return {"judge_typicality": float(expected[rated].mean()),
+                    "judge_typicality_argmax": float(argmax[rated].mean())}
 
         values = statistic(np.arange(len(generations)))
         ci = bootstrap_ci(statistic, len(generations), ctx.resamples, ctx.seed)
@@ -187,6 +211,11 @@ class JudgeTypicality(Scorer):
         elif path is not None and path.is_file():
             cached = read_json(path)
             probabilities, mass = np.asarray(cached["probabilities"]), np.asarray(cached["rating_mass"])
+        elif served_judge.is_served(self.model):
+            contexts = judge.context_texts(generations, ctx)
+            per_rating = self.served().rating_probabilities([filled(self.template, g.text, c)
+                                                             for g, c in zip(generations, contexts)])
+            probabilities, mass = self.save(path, per_rating)
         else:
             work = self.pending(generations, ctx, force=True)
             probabilities, mass = self.finish(work, judge.run_pending(work, lambda b: self.compute(work, b, ctx)))
@@ -195,13 +224,16 @@ class JudgeTypicality(Scorer):
         return probabilities
 
     def cache_file(self, generations: Sequence[Generation], ctx: ScoringContext):
-        loaded = judge.load_judge(self.model, ctx.device, self.dtype, self.name)
-        identity = {"judge": self.model, "weights": loaded.fingerprint, "dtype": self.dtype, "template": self.template,
+        weights = "served" if served_judge.is_served(self.model) else \
+            judge.load_judge(self.model, ctx.device, self.dtype, self.name).fingerprint
+        identity = {"judge": self.model, "weights": weights, "dtype": self.dtype, "template": self.template,
                     "contexts": judge.context_texts(generations, ctx), "texts": [g.text for g in generations]}
         return judge.cache_path(ctx, "typicality", identity, generations[0].run), judge.digest(identity)
 
     def pending(self, generations: Sequence[Generation], ctx: ScoringContext, force: bool = False):
         """The run's filled prompts, in batches; None when they are cached (unless `force`)."""
+        if served_judge.is_served(self.model) and not force:
+            return None  # requests to a server: rank 0 sends them while scoring
         path, _ = self.cache_file(generations, ctx)
         if not force and path is not None and path.is_file():
             return None
@@ -216,10 +248,15 @@ class JudgeTypicality(Scorer):
         return batch_ratings(loaded, work.inputs, batch)
 
     def finish(self, work: judge.Pending, parts) -> tuple[np.ndarray, np.ndarray]:
-        probabilities, mass = normalised(judge.assemble(len(work.inputs), work, parts))
-        if work.path is not None:
-            work.path.parent.mkdir(parents=True, exist_ok=True)
-            write_json(work.path, {"probabilities": probabilities.tolist(), "rating_mass": mass.tolist()})
+        return self.save(work.path, judge.assemble(len(work.inputs), work, parts))
+
+    @staticmethod
+    def save(path, per_rating: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised probabilities and rating mass, written to the cache file `path`."""
+        probabilities, mass = normalised(per_rating)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_json(path, {"probabilities": probabilities.tolist(), "rating_mass": mass.tolist()})
         return probabilities, mass
 
     def check_lengths(self, prompts: Sequence[list[int]], loaded) -> None:
@@ -232,9 +269,11 @@ class JudgeTypicality(Scorer):
     def write_ratings(self, generations, ctx: ScoringContext, probabilities: np.ndarray, mass: np.ndarray) -> None:
         if ctx.results_dir is None:
             return
-        lines = [{"prompt_id": g.prompt_id, "expected": float(p @ VALUES), "argmax": int(VALUES[np.argmax(p)]),
-                  "probabilities": [float(x) for x in p], "rating_mass": float(m)}
-                 for g, p, m in zip(generations, probabilities, mass)]
+        rated = ~np.isnan(probabilities).any(axis=1)
+        lines = [{"prompt_id": g.prompt_id, "expected": float(p @ VALUES) if ok else None,
+                  "argmax": int(VALUES[np.argmax(p)]) if ok else None,
+                  "probabilities": [float(x) for x in p] if ok else None, "rating_mass": float(m)}
+                 for g, p, m, ok in zip(generations, probabilities, mass, rated)]
         path = ResultsDir(ctx.results_dir).run_dir(generations[0].run) / RATINGS_FILE
         write_atomic(path, "".join(json.dumps(line) + "\n" for line in lines))
 
@@ -271,14 +310,14 @@ class JudgeTypicality(Scorer):
             by_id = ResultsDir(ctx.results_dir).read_generations(run)
             generations = [by_id[h.prompt_id] for h in ctx.human]
         probabilities = self.ratings(generations, ctx)
-        return {g.prompt_id: float(p @ VALUES) for g, p in zip(generations, probabilities)}
+        return {g.prompt_id: float(p @ VALUES) for g, p in zip(generations, probabilities) if not np.isnan(p).any()}
 
     def huse_judge(self, generations, ctx: ScoringContext, people) -> ScoreResult:
         """HUSE by the huse scorer's code, on the texts people rated, with the judge's ratings."""
         by_run = {}
         for run in (HUMAN_RUN, generations[0].run):
             judged = self.judge_expected(run, ctx)
-            by_run[run] = {pid: judged[pid] for pid in people.mean_typicality(run)}
+            by_run[run] = {pid: judged[pid] for pid in people.mean_typicality(run) if pid in judged}
         return Huse().score_rated(generations, ctx, JudgeRatings(by_run))
 
     def pooled_agreement(self, ctx: ScoringContext, people) -> ScoreResult:
@@ -288,7 +327,7 @@ class JudgeTypicality(Scorer):
             rated = people.mean_typicality(run)
             if rated:
                 judged = self.judge_expected(run, ctx)
-                pairs += [(judged[pid], rating) for pid, rating in sorted(rated.items())]
+                pairs += [(judged[pid], rating) for pid, rating in sorted(rated.items()) if pid in judged]
         if len(pairs) < 3:
             return ScoreResult(values={})
         judged, rated = (np.array(column) for column in zip(*pairs))

@@ -99,3 +99,8 @@ def test_judge_equal_to_generator_reproduces_perplexity(tmp_path, tiny_model_dir
             assert scores["metrics"]["judge_perplexity"] == pytest.approx(scores["metrics"]["perplexity"], rel=1e-5)
         compared += agreed
     assert compared >= 6
+
+
+def test_a_served_judge_is_refused():
+    with pytest.raises(UserError, match="^model: judge_perplexity needs the judge's weights"):
+        JudgePerplexity(model="openai-compatible:http://127.0.0.1:8000/v1#m")
