@@ -52,6 +52,16 @@ def preflight_judge(model: str, scorer: str) -> None:
         raise UserError(str(exc).replace("model.name:", f"scorers ({scorer}).model:", 1)) from None
 
 
+def judge_identity(model: str) -> str:
+    """What the scores depend on about the judge, without loading it: the weights' fingerprint
+    of a local or builtin judge (retrained weights under one name are new scores), else its name."""
+    try:
+        location, local = models.resolve_location(model)
+    except UserError:
+        return model
+    return models.weights_fingerprint(Path(location)) if local else f"hub:{model}"
+
+
 def load_judge(model: str, device: str, dtype: str, scorer: str) -> models.LoadedModel:
     """The judge, loaded on the first call and kept for the process (every run reuses it)."""
     key = (model, device, dtype)

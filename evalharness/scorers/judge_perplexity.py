@@ -49,6 +49,10 @@ class JudgePerplexity(Scorer):
         if self.max_tokens is not None and (type(self.max_tokens) is not int or self.max_tokens < 2):
             raise UserError(f"max_tokens: must be an integer >= 2 or null (got {self.max_tokens!r})")
 
+    def inputs_fingerprint(self, ctx: ScoringContext) -> str | None:
+        """The judge's weights: cached scores are recomputed when they change."""
+        return judge.judge_identity(self.model)
+
     def preflight(self) -> None:
         judge.preflight_judge(self.model, self.name)
 

@@ -141,9 +141,11 @@ class JudgeTypicality(Scorer):
       `_d`): HUSE computed by the `huse` scorer's code on the same rated texts with the judge's
       expected ratings in place of people's -- a proxy, not HUSE.
 
-    Per-text ratings: <run>/judge_typicality.jsonl. Options: `model` (the judge), `template`
-    (fields {instructions}, {scale}, {text}, {context}), `dtype`, `batch_size`, `judgements`
-    (path; default judgements.csv in the results folder)."""
+    Per-text ratings: <run>/judge_typicality.jsonl. Options: `model` (the judge: a Hugging Face
+    id, local directory, builtin:<name>, or openai-compatible:URL#MODEL for a served judge,
+    evalharness.scorers.served_judge, with `api_key_env` and `timeout`), `template` (fields
+    {instructions}, {scale}, {text}, {context}), `dtype`, `batch_size`, `judgements` (path;
+    default judgements.csv in the results folder)."""
 
     model: str | None = None
     template: str = DEFAULT_TEMPLATE
@@ -176,10 +178,12 @@ class JudgeTypicality(Scorer):
         return served_judge.ServedJudge.parse(self.model, self.api_key_env, self.timeout)
 
     def inputs_fingerprint(self, ctx: ScoringContext) -> str | None:
-        """People's judgements change the agreement and huse_judge: scores are cached on them."""
+        """The judge's weights, and people's judgements (they change the agreement and huse_judge):
+        cached scores are recomputed when either changes."""
+        judge_part = self.model if served_judge.is_served(self.model) else judge.judge_identity(self.model)
         if ctx.results_dir is None and not self.judgements:
-            return None
-        return judgements_file.fingerprint(judgements_file.location(ctx.results_dir, self.judgements))
+            return judge_part
+        return judge_part + ":" + judgements_file.fingerprint(judgements_file.location(ctx.results_dir, self.judgements))
 
     def score(self, generations: Sequence[Generation], ctx: ScoringContext) -> ScoreResult:
         if not generations:
