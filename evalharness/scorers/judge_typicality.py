@@ -17,7 +17,7 @@ from evalharness.scorers import judgements as judgements_file
 from evalharness.scorers import served_judge
 from evalharness.scorers.base import CLOSER, HIGHER, SCORERS, Scorer, ScoringContext, bootstrap_ci
 from evalharness.scorers.huse import Huse
-from evalharness.store import ResultsDir, read_json, write_atomic, write_json
+from evalharness.store import ResultsDir, finite_or_named, read_json, write_atomic, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -214,7 +214,8 @@ class JudgeTypicality(Scorer):
             probabilities, mass = _MEMO[memo_key]
         elif path is not None and path.is_file():
             cached = read_json(path)
-            probabilities, mass = np.asarray(cached["probabilities"]), np.asarray(cached["rating_mass"])
+            probabilities = np.asarray(finite_or_named(cached["probabilities"]), dtype=float)  # "nan": no rating
+            mass = np.asarray(cached["rating_mass"], dtype=float)
         elif served_judge.is_served(self.model):
             contexts = judge.context_texts(generations, ctx)
             per_rating = self.served().rating_probabilities([filled(self.template, g.text, c)

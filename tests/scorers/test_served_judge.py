@@ -109,3 +109,14 @@ def test_unreachable_server_is_one_line(monkeypatch):
 def test_bad_reference_names_the_key():
     with pytest.raises(UserError, match="^model: a served judge"):
         JudgeTypicality(model="openai-compatible:127.0.0.1:8000")
+
+
+def test_a_text_without_rating_survives_the_cache(server, tmp_path):
+    scorer = JudgeTypicality(model=f"openai-compatible:{server}/v1#m")
+    first = scorer.score(texts("good", "chatty"), ctx(cache_dir=tmp_path))
+    from evalharness.scorers import judge_typicality
+
+    judge_typicality._MEMO.clear()  # read back from the cache file, not from memory
+    again = scorer.score(texts("good", "chatty"), ctx(cache_dir=tmp_path))
+    assert len(Handler.seen) == 2  # the second score sent no request
+    assert again.values == first.values and math.isnan(again.per_sample["judge_typicality"][1])
