@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -11,6 +12,8 @@ from evalharness.errors import UserError
 from evalharness.records import Generation, ScoreResult
 from evalharness.scorers import featurize, judge
 from evalharness.scorers.base import HIGHER, SCORERS, Scorer, ScoringContext, bootstrap_ci
+
+logger = logging.getLogger(__name__)
 
 CONTEXTS = "contexts"
 """Cache prefix of the contexts' embeddings (computed once per experiment, shared by every run)."""
@@ -67,8 +70,9 @@ class Coherence(Scorer):
         if not generations:
             return ScoreResult(values={})
         contexts = judge.context_texts(generations, ctx)
-        if not any(contexts):
-            raise ValueError("coherence: the scoring context carries no context texts")
+        if not any(contexts):  # scored outside an experiment, without the prompts
+            logger.info("note: coherence: no context texts given; no coherence")
+            return ScoreResult(values={})
         featurizer = self.load_featurizer(ctx.model_name, ctx.device)
         context_features = featurize.cached_features(featurizer, contexts, ctx.cache_dir, CONTEXTS)
         text_features = featurize.cached_features(featurizer, [g.text for g in generations], ctx.cache_dir,
