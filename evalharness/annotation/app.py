@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import functools
 import hmac
+import html
 import json
 import logging
 import re
@@ -57,7 +58,7 @@ from starlette.routing import Route
 
 from evalharness.annotation.crowd import PARTICIPANT_ID, completion_code, completion_url, participant_name, study_token
 from evalharness.annotation.plan import MAX_HIT_SIZE, Plan
-from evalharness.records import is_rating, scale_json
+from evalharness.records import TYPICALITY_INSTRUCTIONS, is_rating, scale_json
 from evalharness.annotation.store import Annotator, JudgementStore, Rejected
 from evalharness.errors import UserError
 
@@ -73,6 +74,8 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'se
 SECURITY_HEADERS = [(b"content-security-policy", CSP.encode()), (b"referrer-policy", b"no-referrer"),
                     (b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
                     (b"cross-origin-opener-policy", b"same-origin"), (b"cache-control", b"no-store")]
+INSTRUCTIONS_MARK = b"<!--instructions-->"
+"""Where annotate.html takes the instructions (evalharness.records.TYPICALITY_INSTRUCTIONS)."""
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 TOKEN = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
@@ -206,12 +209,18 @@ def internal_error(request: Request, exc: BaseException) -> Response:
     return error("the server could not handle this request; nothing was stored", 500)
 
 
+def static_file(name: str) -> bytes:
+    """A static file; the page gets the rating instructions from their one source (records)."""
+    content = (STATIC / name).read_bytes()
+    return content.replace(INSTRUCTIONS_MARK, html.escape(TYPICALITY_INSTRUCTIONS).encode())
+
+
 class Endpoints:
     """The request handlers. Store calls run in worker threads (the store serialises them)."""
 
     def __init__(self, plan: Plan, store: JudgementStore) -> None:
         self.plan, self.store = plan, store
-        self.pages = {path: ((STATIC / name).read_bytes(), kind) for path, (name, kind) in PAGES.items()}
+        self.pages = {path: (static_file(name), kind) for path, (name, kind) in PAGES.items()}
 
     async def authenticated(self, request: Request) -> Annotator:
         annotator = await run_in_threadpool(self.store.authenticate, bearer_token(request))

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import html
 import os
 import re
 from pathlib import Path
@@ -36,7 +37,7 @@ from urllib.parse import quote
 
 from evalharness.annotation.export import csv_text
 from evalharness.annotation.plan import Group, Plan, annotation_dir
-from evalharness.records import TYPICALITY_SCALE as SCALE, is_rating
+from evalharness.records import TYPICALITY_INSTRUCTIONS, TYPICALITY_SCALE as SCALE, is_rating
 from evalharness.annotation.store import COUNTED, PENDING, WITHDRAWN, JudgementStore
 from evalharness.errors import UserError
 from evalharness.store import write_atomic
@@ -98,7 +99,7 @@ def question_template(plan: Plan) -> str:
     width = max(len(group.item_ids) for group in plan.groups)
     blocks = "\n".join(item_block(i, plan.options.with_context) for i in range(1, width + 1))
     scale = "\n".join(f"    <li><b>{value} {label}</b>: {help_text}</li>" for value, label, help_text in SCALE)
-    return TEMPLATE.format(scale=scale, blocks=blocks)
+    return TEMPLATE.format(scale=scale, blocks=blocks, instructions=html.escape(TYPICALITY_INSTRUCTIONS))
 
 
 def item_block(i: int, with_context: bool) -> str:
@@ -122,10 +123,7 @@ TEMPLATE = """<!-- evalharness typicality ratings: MTurk question template for a
   </style>
   <input type="hidden" name="group_id" value="${{group_id}}">
   <h2>How typical is each text?</h2>
-  <p>Each text below is a short continuation of a longer document. Some were written by people and
-  some by a computer program. Read each one and rate how typical it is: how much it looks like text
-  you would expect to find, written by a person, in a document of this kind. Judge each text on its
-  own. There are no trick questions; go with your first impression.</p>
+  <p>{instructions}</p>
   <ol class="scale">
 {scale}
   </ol>
