@@ -49,6 +49,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         cls = SAMPLERS.get(name)
         params = ", ".join(p if d is None else f"{p}={d}" for p, d in cls.parameters()) or "no parameters"
         print(f"  {name:<12} {params:<34} {cls.paper}")
+        if cls.aliases:
+            names = ", ".join(f"{alias} = {field}" for alias, field in cls.aliases.items())
+            print(f"  {'':<12} transformers' names: {names}")
     print("\nScorers (YAML: scorers: [NAME or {name: NAME, OPTION: value}]):")
     for name in SCORERS.names():
         cls = SCORERS.get(name)

@@ -389,11 +389,13 @@ def expand_samplers(raw: Any) -> tuple[RunSpec, ...]:
         where = f"samplers[{i}]"
         name, params = _entry(item, where)
         cls = SAMPLERS.get(name, where)
+        params = canonical_parameters(cls, name, params, where)
         allowed = [p for p, _ in cls.parameters()]
         for key in params:
             if key not in allowed:
+                also = "".join(f", {alias} (= {field})" for alias, field in cls.aliases.items())
                 raise UserError(f"{where} ({name}): unknown parameter {key!r}; {name} takes: "
-                                f"{', '.join(allowed) or 'no parameters'}")
+                                f"{', '.join(allowed) or 'no parameters'}{also}")
         keys = list(params)
         grids = [v if isinstance(v, list) else [v] for v in params.values()]
         if any(not g for g in grids):
@@ -404,6 +406,18 @@ def expand_samplers(raw: Any) -> tuple[RunSpec, ...]:
                 raise UserError(f"{where}: run {spec.name!r} appears twice in the grid")
             runs[spec.name] = spec
     return tuple(runs.values())
+
+
+def canonical_parameters(cls, name: str, params: dict, where: str) -> dict:
+    """A sampler entry's parameters with transformers' names (cls.aliases: top_p -> p) replaced
+    by the sampler's own, so that `top_p: 0.9` and `p: 0.9` name the same run."""
+    out = {}
+    for key, value in params.items():
+        field_name = cls.aliases.get(key, key)
+        if field_name in out:
+            raise UserError(f"{where} ({name}): {field_name!r} is given twice (once as {key!r}); keep one")
+        out[field_name] = value
+    return out
 
 
 def make_run(cls, name: str, params: dict, where: str) -> RunSpec:
