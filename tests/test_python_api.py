@@ -104,7 +104,8 @@ def test_overrides_must_be_strings(yaml_file):
 def api_run(tiny_model_dir, corpus_jsonl, tmp_path_factory):
     folder = tmp_path_factory.mktemp("api")
     yaml_path = write_experiment(folder / "tiny.yaml", tiny_model_dir, corpus_jsonl,
-                                 "[greedy, {name: top_p, p: 0.9}]", num_prompts=4, max_new=6)
+                                 "[greedy, {name: top_p, p: 0.9}, {name: mirostat, tau: 3.0}, {name: top_n_sigma, n: 1.0}]",
+                                 num_prompts=4, max_new=6)
     root = evalharness.run(yaml_path, output=folder / "out", device="cpu", batch_size=2,
                            overrides=["data.num_prompts=3"])
     return yaml_path, root
@@ -114,7 +115,9 @@ def test_run_returns_the_results_folder_and_read_summary_reads_it(api_run):
     yaml_path, root = api_run
     assert root.is_dir() and (root / "summary.json").exists()
     rows = evalharness.read_summary(root)
-    assert [r["run"] for r in rows] == ["human", "greedy", "top_p-p=0.9"]
+    assert [r["run"] for r in rows] == ["human", "greedy", "top_p-p=0.9", "mirostat-tau=3.0", "top_n_sigma-n=1.0"]
+    for row in rows[3:]:  # the stateful sampler too has a probability for human text
+        assert 0 <= row["human_coverage"]["value"] <= 1
     top_p = rows[2]
     assert top_p["sampler"] == "top_p" and top_p["params"] == {"p": 0.9, "temperature": 1.0, "interpolation": 0.0}
     raw = next(r for r in json.loads((root / "summary.json").read_text()) if r["run"] == "top_p-p=0.9")
