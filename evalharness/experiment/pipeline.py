@@ -271,9 +271,17 @@ def batches(items: list, size: int) -> list[list]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
+def sampler_notes(cfg: ExperimentConfig) -> dict:
+    """run -> what a sampler wants recorded about how it ran (the `hf` sampler: transformers'
+    warper chain and the defaults it took); only runs whose sampler has a note."""
+    samplers = {spec.name: build_sampler(spec) for spec in cfg.samplers}
+    return {name: sampler.note() for name, sampler in samplers.items() if hasattr(sampler, "note")}
+
+
 def manifest(cfg: ExperimentConfig, opts: RunOptions, key: dict, started: float, finished: float | None,
              world: World | None = None) -> dict:
-    return {
+    notes = sampler_notes(cfg)
+    return {**({"sampler_notes": notes} if notes else {}),
         "experiment": cfg.name, "config_file": cfg.path, "config": asdict(cfg), "seed": cfg.seed,
         "determined_by": key, "data_fingerprint": data_fingerprint(cfg.data.source),
         "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(opts).items()},
