@@ -127,6 +127,18 @@ def test_run_returns_the_results_folder_and_read_summary_reads_it(api_run):
     assert manifest["config"]["overrides"] == ["data.num_prompts=3"]
 
 
+def test_run_takes_a_mapping_or_a_loaded_config_and_resumes_the_same_folder(api_run):
+    import yaml
+
+    yaml_path, root = api_run
+    before = {p: p.stat().st_mtime_ns for p in root.rglob("generations.jsonl")}
+    mapping = yaml.safe_load(yaml_path.read_text())
+    assert evalharness.run(mapping, output=root, overrides=["data.num_prompts=3"]) == root
+    cfg = evalharness.load_config(yaml_path, overrides=["data.num_prompts=3"])
+    assert evalharness.run(cfg, device="cpu", output=root) == root
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("generations.jsonl")} == before  # nothing regenerated
+
+
 def test_a_changed_override_on_an_existing_folder_is_refused_like_a_changed_yaml(api_run):
     yaml_path, root = api_run
     with pytest.raises(evalharness.UserError, match=r"holds generations made with other settings \(seed\)"):

@@ -12,6 +12,7 @@ from transformers import AutoModelForCausalLM, LogitsProcessorList
 
 from evalharness.generation.decoding import decode, draw_uniforms, inverse_cdf_sample, row_seed
 from evalharness.samplers import SAMPLERS
+from evalharness.samplers.mirostat import Mirostat
 from evalharness.samplers.top_p import TopP
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -110,3 +111,16 @@ def test_without_top_k_0_generate_adds_its_default_top_k_on_top(model):
     ours = [int((TopP(p=0.999).process(raw) > float("-inf")).sum(-1).max()) for raw in out.logits]
     kept = [int((s > float("-inf")).sum(-1).max()) for s in out.scores]
     assert max(kept) <= 50 < max(ours)
+
+
+def test_mirostat_inside_generate_keeps_each_sequences_state(model):
+    """Mirostat(...).start_rows(batch) as generate's processor observes each drawn token from
+    input_ids: its scores at every step are those of a fresh state fed generate's own tokens."""
+    ids, steps = contexts(model), 10
+    out = generate(model, ids, {"top_k": 0}, steps=steps,
+                   logits_processor=LogitsProcessorList([Mirostat(tau=3.0, eta=0.5).start_rows(len(ids))]))
+    replay = Mirostat(tau=3.0, eta=0.5).start_rows(len(ids))
+    for step, (raw, processed) in enumerate(zip(out.logits, out.scores)):
+        assert torch.equal(replay.process(raw), processed), step
+        replay.observe(out.sequences[:, ids.shape[1] + step])
+    assert len(set(replay.mu[:, 0].tolist())) > 1
