@@ -195,7 +195,7 @@ def _split_override(text: str) -> tuple[list[str], Any]:
     return keys, value
 
 
-def _allowed_keys(container: Any, where: tuple[str, ...]) -> list[str] | None:
+def _allowed_keys(where: tuple[str, ...]) -> list[str] | None:
     """The keys an override may name at `where` (the keys above it), or None for any key (a
     sampler's or scorer's parameters, device_map, max_memory: checked when the result is parsed)."""
     if not where:
@@ -223,7 +223,7 @@ def _set_path(node: Any, keys: list[str], value: Any, text: str) -> None:
             continue
         if not isinstance(node, dict):
             raise UserError(f"--set {text!r}: {'.'.join(where)} holds {node!r}, not a mapping of keys")
-        allowed = _allowed_keys(node, where)
+        allowed = _allowed_keys(where)
         if allowed is not None and key not in allowed:
             close = difflib.get_close_matches(key, allowed, n=1)
             hint = f" (did you mean {'.'.join([*where, close[0], *keys[depth + 1:]])!r}?)" if close else ""
