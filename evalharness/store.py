@@ -219,6 +219,7 @@ def results_lock(root: Path) -> Iterator[None]:
                                                    "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
         yield
     finally:
+        (root / OWNER_FILE).unlink(missing_ok=True)  # still ours: the lock is released after
         lock.release()
 
 

@@ -103,3 +103,4 @@ def test_a_folder_in_use_is_refused_naming_the_process_and_a_killed_runs_lock_do
     assert evalharness.run(yaml_path, output=root) == root  # the system released the dead process's lock
     assert (root / "summary.json").exists()
     assert evalharness.run(yaml_path, output=root, overwrite=True) == root  # released after each run
+    assert not (root / ".evalharness.lock.owner").exists()  # a run that ended says nobody holds it
