@@ -61,15 +61,21 @@ def test_py_typed_ships():
     assert "py.typed" in PYPROJECT["tool"]["setuptools"]["package-data"]["evalharness"]
 
 
-@pytest.mark.parametrize("variables,expected", [({"TRANSFORMERS_OFFLINE": "1"}, True), ({"HF_HUB_OFFLINE": "1"}, True),
-                                                ({}, False)])
-def test_offline_mode_is_huggingface_hubs_own_answer(variables, expected):
+def test_offline_mode_is_huggingface_hubs_own_answer_which_reads_transformers_offline_too():
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     code = ("from evalharness.generation.models import hub_offline_mode\n"
             "import huggingface_hub\nprint(hub_offline_mode(), huggingface_hub.constants.HF_HUB_OFFLINE)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**env, **variables, "PYTHONPATH": str(REPO)})
-    assert out.stdout.split() == [str(expected), str(expected)]
+                         env={**env, "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": str(REPO)})
+    assert out.stdout.split() == ["True", "True"]
+
+
+@pytest.mark.parametrize("offline", [True, False])
+def test_offline_mode_follows_huggingface_hub(offline, monkeypatch):
+    from evalharness.generation.models import hub_offline_mode
+
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", offline)
+    assert hub_offline_mode() is offline
 
 
 HOLD = """import sys
