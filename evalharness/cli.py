@@ -130,12 +130,28 @@ class NoteFormatter(logging.Formatter):
         return message
 
 
+class StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a record comes (tests and embedding programs swap it;
+    a handler holding the old stream would write into a closed one)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def configure_logging(verbosity: int) -> None:
     """Send the package's log records (logger "evalharness" and its children) to stderr, one line
     each: INFO and up by default, WARNING and up with --quiet, DEBUG and up with --verbose.
     A library user who never calls this sees nothing (evalharness/__init__ adds a NullHandler)
     and can attach handlers of their own instead."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     handler.setFormatter(NoteFormatter())
     logger = logging.getLogger("evalharness")
     logger.handlers = [h for h in logger.handlers if not getattr(h, "evalharness_cli", False)]
