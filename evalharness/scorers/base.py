@@ -8,6 +8,7 @@ from typing import Callable, ClassVar, Sequence
 
 import numpy as np
 
+from evalharness.errors import UserError
 from evalharness.records import Generation, ScoreResult
 from evalharness.registry import Registry
 
@@ -79,6 +80,17 @@ class Scorer:
 
 
 SCORERS: Registry[type[Scorer]] = Registry("scorer")
+
+
+def counted_ids(generation: Generation, keep_eos: bool) -> tuple[int, ...]:
+    """The token ids a text-shape metric counts: without the trailing end-of-text (ours), or
+    with it (`keep_eos`: Holtzman et al.'s metric scripts read gen.py's `tokens`, which keep it)."""
+    return generation.token_ids if keep_eos else generation.content_ids
+
+
+def check_keep_eos(value) -> None:
+    if not isinstance(value, bool):
+        raise UserError(f"keep_eos: must be true or false (got {value!r})")
 
 
 def bootstrap_ci(
