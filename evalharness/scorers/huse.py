@@ -157,6 +157,7 @@ class Huse(Scorer):
     judgements: str | None = None
     """Path of the judgements CSV (default: judgements.csv in the results folder)."""
     metrics = {"huse": HIGHER, "huse_q": HIGHER, "huse_d": HIGHER}
+    libraries = ("numpy",)  # numpy: arithmetic and the bootstrap's generator
 
     def __post_init__(self) -> None:
         if self.judgements is not None and (not isinstance(self.judgements, str) or not self.judgements):

@@ -155,6 +155,7 @@ class SelfBleu(Scorer):
     keep_eos: bool = False
 
     metrics = {"self_bleu": CLOSER, **{f"self_bleu_{k}": CLOSER for k in range(1, MAX_ORDER + 1)}}
+    libraries = ("numpy",)  # numpy: arithmetic and the bootstrap's generator
 
     def __post_init__(self) -> None:
         if not _is_int(self.n) or not 1 <= self.n <= MAX_ORDER:

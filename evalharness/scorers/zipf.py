@@ -70,6 +70,7 @@ class Zipf(Scorer):
     keep_eos: bool = False
 
     metrics = {"zipf": CLOSER, "zipf_r": CLOSER}
+    libraries = ("numpy", "scipy")  # scipy: the fit (linregress); numpy: the counts and the bootstrap
 
     def __post_init__(self) -> None:
         if isinstance(self.top_ranks, bool) or not isinstance(self.top_ranks, int) or self.top_ranks < 2:
