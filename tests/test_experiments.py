@@ -7,7 +7,8 @@ import pytest
 from evalharness.experiment import config
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
-TABLE_1 = {"greedy", "beam-num_beams=16", "stochastic_beam-num_beams=16-prefer_finished=True", "pure", "temperature-temperature=0.9",
+TABLE_1 = {"greedy", "beam-num_beams=16", "stochastic_beam-num_beams=16-prefer_finished=True", "pure",
+           "temperature-temperature=0.9",
            "top_k-k=40", "top_k-k=640", "top_k-k=40-temperature=0.7", "top_p-p=0.95"}
 HUSE_ROWS = {"top_k-k=40-interpolation=0.1-interpolate_with=untempered",
              "top_k-k=640-interpolation=0.1-interpolate_with=untempered",

@@ -96,7 +96,8 @@ def test_human_logprobs_are_the_samplers_own_distribution_token_by_token(loaded,
 
 SAMPLER_GRID = ("[greedy, pure, {name: top_k, k: 5}, {name: top_k, k: 5, interpolation: 0.1}, "
                 "{name: stochastic_beam, num_beams: 2}]")
-JUDGED = {"human": 5.0, "greedy": 2.0, "pure": 4.4, "top_k-k=5-interpolation=0.1": 3.0, "stochastic_beam-num_beams=2": 4.0}
+JUDGED = {"human": 5.0, "greedy": 2.0, "pure": 4.4, "top_k-k=5-interpolation=0.1": 3.0,
+          "stochastic_beam-num_beams=2": 4.0}
 
 
 def simulated_judgements(path, prompt_ids, runs=JUDGED, annotators=3, seed=0):

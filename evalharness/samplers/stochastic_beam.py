@@ -104,7 +104,8 @@ class StochasticBeam(Sampler):
         out: list[Continuation] = []
         for start in range(0, len(contexts), chunk):
             part = contexts[start:start + chunk]
-            tokens = self.search(model, part, seeds[start:start + chunk], max_new_tokens, eos_id, pad_id, device).results(self.prefer_finished)
+            beams = self.search(model, part, seeds[start:start + chunk], max_new_tokens, eos_id, pad_id, device)
+            tokens = beams.results(self.prefer_finished)
             logprobs = teacher_forced_logprobs(model, part, tokens, pad_id, device)
             out += [Continuation(t, lp, list(lp), eos_id is not None and t[-1:] == [eos_id])
                     for t, lp in zip(tokens, logprobs)]

@@ -183,7 +183,8 @@ class SelfBleu(Scorer):
             return ScoreResult(values={})
         hyps = sample_hypotheses(n, self.max_hypotheses, self.seed)
         names = {"self_bleu": self.n, **{f"self_bleu_{k}": k for k in self.orders}}
-        scores = self_bleu_scores([counted_ids(g, self.keep_eos) for g in generations], sorted(set(names.values())), hyps)
+        texts = [counted_ids(g, self.keep_eos) for g in generations]
+        scores = self_bleu_scores(texts, sorted(set(names.values())), hyps)
         per_prompt = {}
         for name, k in names.items():
             full = np.full(n, np.nan)

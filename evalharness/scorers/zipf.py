@@ -50,8 +50,8 @@ class Zipf(Scorer):
 
     Count every token id over all generations of the run (`content_ids`: end-of-text dropped;
     `keep_eos: true` counts it too, as the authors' script does on gen.py's `tokens` - then
-    equal to that script on the same ids), sort the counts in decreasing order, and fit `scipy.stats.linregress(log rank, log count)`
-    over ranks 1..min(top_ranks, vocabulary) (default 5,000).
+    equal to that script on the same ids), sort the counts in decreasing order, and fit
+    `scipy.stats.linregress(log rank, log count)` over ranks 1..min(top_ranks, vocabulary) (default 5,000).
     - `zipf` = -slope (natural language: about 1; human WebText 0.93 in the paper).
     - `zipf_r` = -r, the fit's correlation coefficient negated, as the authors' script prints it:
       1 for a perfect power law, lower for a worse fit.

@@ -113,7 +113,8 @@ def test_interpolate_with_is_named_only_when_set_and_is_validated(name):
     other = make_run(cls, name, {**INTERPOLATED[name], "interpolate_with": "untempered"}, "samplers[0]")
     assert other.name == plain.name + "-interpolate_with=untempered"
     assert other.params_dict["interpolate_with"] == "untempered"
-    with pytest.raises(UserError, match=r"^samplers\[0\] \(\w+\)\.interpolate_with: must be one of tempered, untempered"):
+    expected = r"^samplers\[0\] \(\w+\)\.interpolate_with: must be one of tempered, untempered"
+    with pytest.raises(UserError, match=expected):
         make_run(cls, name, {**INTERPOLATED[name], "interpolate_with": "raw"}, "samplers[0]")
 
 
