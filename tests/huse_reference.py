@@ -31,3 +31,12 @@ def reference_huse(hj, model_logprobs, labels, lengths):
     acc_hum = np.mean(reference_loo_accuracy(x[:, 0][:, np.newaxis], y))
     half_tv, quality = 2.0 * acc_all - 1.0, 2.0 * acc_hum - 1.0
     return 1. - half_tv, 1. - quality, 1 - half_tv + quality
+
+
+def reference_lengths_and_logps(texts, logps):
+    """extract and get_data (code/full_example_utils.py): each text's length is
+    `len(OUT.split(' '))`, and a log-probability p with np.isinf(p) becomes -1000 (before
+    calculate_HUSE divides by the length)."""
+    length_list = [len(text.split(' ')) for text in texts]
+    p_list = [-1000 if np.isinf(p) else p for p in logps]
+    return p_list, length_list

@@ -121,5 +121,6 @@ def test_a_parameter_given_under_both_names_is_an_error(tmp_path):
     with pytest.raises(UserError, match=r"samplers\[0\] \(top_p\): 'p' is given twice \(once as 'top_p'\); keep one"):
         load_text(tmp_path, BASE.replace("[greedy]", "[{name: top_p, p: 0.9, top_p: 0.95}]"))
     with pytest.raises(UserError, match=r"unknown parameter 'top_k'; top_p takes: p, temperature, interpolation, "
+                                        r"interpolate_with, "
                                         r"top_p \(= p\)"):
         load_text(tmp_path, BASE.replace("[greedy]", "[{name: top_p, top_k: 3}]"))

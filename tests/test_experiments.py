@@ -7,10 +7,13 @@ import pytest
 from evalharness.experiment import config
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
-TABLE_1 = {"greedy", "beam-num_beams=16", "stochastic_beam-num_beams=16", "pure", "temperature-temperature=0.9",
+TABLE_1 = {"greedy", "beam-num_beams=16", "stochastic_beam-num_beams=16-prefer_finished=True", "pure",
+           "temperature-temperature=0.9",
            "top_k-k=40", "top_k-k=640", "top_k-k=40-temperature=0.7", "top_p-p=0.95"}
-HUSE_ROWS = {"top_k-k=40-interpolation=0.1", "top_k-k=640-interpolation=0.1",
-             "top_k-k=40-temperature=0.7-interpolation=0.1", "top_p-p=0.95-interpolation=0.1"}
+HUSE_ROWS = {"top_k-k=40-interpolation=0.1-interpolate_with=untempered",
+             "top_k-k=640-interpolation=0.1-interpolate_with=untempered",
+             "top_k-k=40-temperature=0.7-interpolation=0.1-interpolate_with=untempered",
+             "top_p-p=0.95-interpolation=0.1"}  # gen.py: top-k mixed with the untempered distribution
 
 
 @pytest.mark.parametrize("path", sorted(EXPERIMENTS.glob("*.yaml")), ids=lambda p: p.name)
@@ -27,6 +30,7 @@ def test_holtzman2019_is_table_1():
     scorers = {s.name: dict(s.options) for s in cfg.scorers}
     assert scorers["mauve"]["featurizer"] == "gpt2-large" and scorers["self_bleu"]["max_hypotheses"] == 1000
     assert "huse" in scorers
+    assert scorers["self_bleu"]["keep_eos"] is True and scorers["zipf"]["keep_eos"] is True  # gen.py's tokens
 
 
 def test_wikitext_gpt2_reads_wikitext_lines():

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import logging
 import math
 
 import numpy as np
@@ -93,9 +94,10 @@ def test_human_logprobs_are_the_samplers_own_distribution_token_by_token(loaded,
             assert record["logprobs"][j] == pytest.approx(expected, abs=1e-4)
 
 
-SAMPLER_GRID = ("[pure, {name: top_k, k: 5}, {name: top_k, k: 5, interpolation: 0.1}, "
+SAMPLER_GRID = ("[greedy, pure, {name: top_k, k: 5}, {name: top_k, k: 5, interpolation: 0.1}, "
                 "{name: stochastic_beam, num_beams: 2}]")
-JUDGED = {"human": 5.0, "pure": 4.4, "top_k-k=5-interpolation=0.1": 3.0, "stochastic_beam-num_beams=2": 4.0}
+JUDGED = {"human": 5.0, "greedy": 2.0, "pure": 4.4, "top_k-k=5-interpolation=0.1": 3.0,
+          "stochastic_beam-num_beams=2": 4.0}
 
 
 def simulated_judgements(path, prompt_ids, runs=JUDGED, annotators=3, seed=0):
@@ -128,12 +130,16 @@ def test_huse_without_judgements_stops_after_generating_and_says_how_to_get_them
     assert not human_logprobs.path(out / "stochastic_beam-num_beams=2").exists()  # no per-step distribution
 
 
-def test_huse_rows_match_the_reference_on_the_files(experiment):
+def test_huse_rows_match_the_reference_on_the_files(experiment, caplog):
     cfg, out = experiment
     prompt_ids = [json.loads(line)["prompt_id"] for line in (out / "prompts.jsonl").read_text().splitlines()]
     simulated_judgements(out / "judgements.csv", prompt_ids)
-    run_experiment(cfg, RunOptions(output=out))
-    rows = {row["run"]: row for row in json.loads((out / "summary.json").read_text())}
+    with caplog.at_level(logging.INFO, logger="evalharness.scorers.huse"):
+        run_experiment(cfg, RunOptions(output=out))
+    assert "huse" not in rows_of(out)["greedy"]["metrics"]  # judged, but not a sampling distribution
+    assert "note: huse: run greedy has judgements but no HUSE: its sampler is not a sampling distribution" in [
+        r.getMessage() for r in caplog.records]
+    rows = rows_of(out)
     assert "huse" not in rows["human"]["metrics"] and "huse" not in rows["top_k-k=5"]["metrics"]
     assert "huse" not in rows["stochastic_beam-num_beams=2"]["metrics"]  # judged, but no human-text probability
     for run in ("pure", "top_k-k=5-interpolation=0.1"):
@@ -152,6 +158,10 @@ def test_huse_rows_match_the_reference_on_the_files(experiment):
     assert 'id="human-text-table"' in (out / "report.html").read_text()
 
 
+def rows_of(out):
+    return {row["run"]: row for row in json.loads((out / "summary.json").read_text())}
+
+
 def reference_from_files(out, run):
     """Features rebuilt from the files alone, fed to the reference."""
     ratings = {}
@@ -165,11 +175,11 @@ def reference_from_files(out, run):
         record = json.loads(line)
         total = -1000.0 if None in record["logprobs"] else sum(record["logprobs"])
         hj.append(np.mean(ratings[("human", record["prompt_id"])]))
-        logp.append(total), labels.append(0), lengths.append(max(1, len(texts[record["prompt_id"]].split())))
+        logp.append(total), labels.append(0), lengths.append(len(texts[record["prompt_id"]].split(" ")))
     for line in (out / run / "generations.jsonl").read_text().splitlines():
         record = json.loads(line)
         hj.append(np.mean(ratings[(run, record["prompt_id"])]))
-        logp.append(sum(record["logprobs_sampler"])), labels.append(1), lengths.append(max(1, len(record["text"].split())))
+        logp.append(sum(record["logprobs_sampler"])), labels.append(1), lengths.append(len(record["text"].split(" ")))
     return reference_huse(np.array(hj), logp, labels, lengths)
 
 

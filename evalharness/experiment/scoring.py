@@ -14,6 +14,7 @@ from evalharness.scorers.featurize import feature_cache_path, save_features
 from evalharness.experiment.parallel import World, for_each_share
 from evalharness.records import HUMAN_RUN, Generation, Prompt
 from evalharness.scorers import ScoringContext
+from evalharness.scorers.base import library_versions
 from evalharness.store import ResultsDir, finite_or_named, fingerprint, read_json, write_json
 
 
@@ -55,12 +56,14 @@ def scoring_context(store: ResultsDir, cfg: ExperimentConfig, prompts: list[Prom
 def cached_scores(store: ResultsDir, run: str, gens: list[Generation], scorers, ctx: ScoringContext,
                   cfg: ExperimentConfig) -> dict:
     """Scores are recomputed only when what determines them changed (run settings, prompts,
-    scorer options, bootstrap, evalharness version)."""
+    scorer options, bootstrap, evalharness version, the versions of the libraries the scorers
+    compute with: Scorer.libraries)."""
     key = fingerprint({
         "run": read_json(store.run_dir(run) / "run.json")["fingerprint"],
         "human": read_json(store.run_dir(HUMAN_RUN) / "run.json")["fingerprint"],
         "prompts": [g.prompt_id for g in gens], "scorers": [asdict(s) for s in cfg.scorers],
         "bootstrap": asdict(cfg.bootstrap), "version": evalharness.__version__,
+        "libraries": library_versions(name for scorer in scorers for name in scorer.libraries),
         "inputs": [scorer.inputs_fingerprint(ctx) for scorer in scorers],
     })
     path = store.run_dir(run) / "scores.json"

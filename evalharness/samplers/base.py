@@ -46,8 +46,16 @@ class Sampler:
         return [(f.name, None if f.default is MISSING else f.default) for f in ordered]
 
     def parameter_values(self) -> list[tuple[str, Any]]:
-        """(name, value) in the order of parameters()."""
-        return [(name, getattr(self, name)) for name, _ in self.parameters()]
+        """(name, value) in the order of parameters(). An option added after results were
+        published (field metadata OMIT_DEFAULT) is left out at its default value, so that a run
+        that does not set it keeps the parameters it recorded, its fingerprint (which decides
+        whether generations and scores are reused) and its summary.json row."""
+        omitted = {f.name for f in fields(self) if f.metadata.get(OMIT_DEFAULT) and getattr(self, f.name) == f.default}
+        return [(name, getattr(self, name)) for name, _ in self.parameters() if name not in omitted]
+
+
+OMIT_DEFAULT = "omit_default"
+"""Field metadata key: the option is left out of a run's recorded parameters at its default."""
 
 
 SAMPLERS: Registry[type[Sampler]] = Registry("sampler")
@@ -58,17 +66,22 @@ class Truncation(Sampler):
     """The family of samplers that keep a support of the next-token distribution (top-k, top-p,
     typical, epsilon, eta, min-p): temperature first (as in transformers), then the sampler's
     support rule `keep` on the tempered scores, then, with interpolation m > 0, the mixture
-    (1 - m) * truncated + m * the tempered full distribution (see `truncate`).
+    (1 - m) * truncated + m * the full distribution, tempered (`interpolate_with: tempered`,
+    the default) or not (`untempered`: what gen.py does for top-k); see `truncate`.
 
     A member declares its own parameter fields, validates them in `check`, and defines `keep`."""
 
     temperature: float = field(default=1.0, kw_only=True)
     interpolation: float = field(default=0.0, kw_only=True)
+    interpolate_with: str = field(default="tempered", kw_only=True, metadata={OMIT_DEFAULT: True})
 
     def __post_init__(self) -> None:
         self.check()
         check_temperature(self)
         check_interpolation(self)
+        if self.interpolate_with not in INTERPOLATE_WITH:
+            raise UserError(f"interpolate_with: must be one of {', '.join(INTERPOLATE_WITH)} "
+                            f"(got {self.interpolate_with!r})")
 
     def check(self) -> None:
         """Validate the member's own parameters (errors name the YAML key)."""
@@ -78,8 +91,14 @@ class Truncation(Sampler):
         raise NotImplementedError
 
     def process(self, scores: torch.Tensor) -> torch.Tensor:
-        scores = apply_temperature(scores, self.temperature)
-        return truncate(scores, self.keep(scores), self.interpolation)
+        tempered = apply_temperature(scores, self.temperature)
+        full = scores if self.interpolate_with == "untempered" else None
+        return truncate(tempered, self.keep(tempered), self.interpolation, full)
+
+
+INTERPOLATE_WITH = ("tempered", "untempered")
+"""What a truncation sampler's interpolation mixes in: the full distribution at the sampler's
+temperature, or the model's own (temperature 1)."""
 
 
 def check_float(value: Any, key: str, rule: str, ok) -> float:
@@ -121,23 +140,27 @@ def check_interpolation(sampler: Any) -> None:
     object.__setattr__(sampler, "interpolation", m)
 
 
-def truncate(scores: torch.Tensor, keep: torch.Tensor, interpolation: float = 0.0) -> torch.Tensor:
-    """The truncated distribution, optionally interpolated with the untruncated one.
+def truncate(scores: torch.Tensor, keep: torch.Tensor, interpolation: float = 0.0,
+             full: torch.Tensor | None = None) -> torch.Tensor:
+    """The truncated distribution, optionally interpolated with an untruncated one.
 
-    `scores` are the (tempered) logits, `keep` the truncation's support. With interpolation m
-    the result is log((1 - m) * softmax(truncated) + m * softmax(scores)): the `-m` option
-    ("mass of original dist to interpolate") of Holtzman et al.'s gen.py, used for their
-    HUSE rows so that human text keeps a non-zero probability. Every token is then in the
-    support (m > 0). The mixture is formed in log space (float64, logaddexp), so tokens far
-    outside the truncation keep their tiny probabilities instead of underflowing; m = 0
-    returns exactly keep_only(scores, keep)."""
+    `scores` are the (tempered) logits, `keep` the truncation's support, `full` the logits of
+    the distribution mixed in (default: `scores` themselves). With interpolation m the result
+    is log((1 - m) * softmax(truncated) + m * softmax(full)): the `-m` option ("mass of
+    original dist to interpolate") of Holtzman et al.'s gen.py, used for their HUSE rows so
+    that human text keeps a non-zero probability. gen.py mixes top-p with the tempered
+    distribution and top-k with the untempered one (the raw logits: `full`). Every token is
+    then in the support (m > 0). The mixture is formed in log space (float64, logaddexp), so
+    tokens far outside the truncation keep their tiny probabilities instead of underflowing;
+    m = 0 returns exactly keep_only(scores, keep)."""
     truncated = keep_only(scores, keep)
+    full = scores if full is None else full
     if interpolation == 0.0:
         return truncated
     if interpolation == 1.0:
-        return scores.clone()
+        return full.clone()
     inside = torch.log_softmax(truncated.double(), dim=-1) + math.log1p(-interpolation)
-    everywhere = torch.log_softmax(scores.double(), dim=-1) + math.log(interpolation)
+    everywhere = torch.log_softmax(full.double(), dim=-1) + math.log(interpolation)
     return torch.logaddexp(inside, everywhere).to(scores.dtype)
 
 

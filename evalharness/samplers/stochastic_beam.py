@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
 
 from evalharness.generation.decoding import Continuation, left_pad, model_logits, positions, teacher_forced_logprobs
-from evalharness.samplers.base import SAMPLERS, Sampler, check_int
+from evalharness.errors import UserError
+from evalharness.samplers.base import OMIT_DEFAULT, SAMPLERS, Sampler, check_int
 
 MAX_ROWS = 512
 """Prompts are searched in chunks of at most this many beam rows (as beam search is): the
@@ -60,16 +61,24 @@ class StochasticBeam(Sampler):
     the finished hypotheses; a kept child ending in end-of-text is finished: never expanded, it
     keeps its slot while it ranks in the top num_beams. The search stops at the token budget,
     or once a prompt's best finished G exceeds every alive G (descendants never exceed their
-    ancestor's G). Output: the finished hypothesis with the largest G; if none finished, the
-    alive one with the largest G at the budget (gen.py's rule).
+    ancestor's G).
 
-    Without end-of-text the final beam is a sample of num_beams sequences without replacement
-    from the model's sequence distribution, and the output, its largest G, is an exact sample
-    from it for every num_beams (the Gumbel-max trick over whole sequences; the top hypothesis
-    is always the best child of the previous top one, so the output is the same draw as with
-    num_beams = 1). With end-of-text possible, preferring a finished hypothesis to one at the
-    budget favours sequences that end early, as in gen.py. Differences from gen.py, each a bug
-    or shortcut there: the parent's log-probability follows its beam when beams are reordered
+    Output (default): the hypothesis with the largest G among the finished ones and those alive
+    at the budget — a finished hypothesis only when its G beats every alive one's. The leaves
+    of the search tree are the sequences that end with end-of-text and those that reach the
+    budget; their G are independent Gumbel(log P(leaf)) (Kool et al.), so the leaf with the
+    largest G is an exact sample from the model's distribution over whole sequences, with or
+    without end-of-text, for every num_beams (the Gumbel-max trick; that leaf has G = 0 and is
+    never pruned). It is the same *distribution* as num_beams = 1, not the same draw: the
+    noise is drawn per beam, so a different num_beams consumes the generator differently.
+    Without end-of-text the final beam is moreover a sample of num_beams sequences without
+    replacement.
+
+    `prefer_finished: true` is gen.py's rule instead: any finished hypothesis (the best one)
+    in preference to every alive one, else the alive one with the largest G. That favours
+    sequences that end early (measured in the tests: the share ending with end-of-text rises
+    well above its probability under the model). Differences from gen.py, each a bug or
+    shortcut there: the parent's log-probability follows its beam when beams are reordered
     (gen.py adds the new token to whichever beam sat in that slot before), finished hypotheses
     are not expanded further, and the search stops on G rather than on log-likelihood.
 
@@ -80,19 +89,23 @@ class StochasticBeam(Sampler):
     what gen.py records for it."""
 
     num_beams: int
+    prefer_finished: bool = field(default=False, metadata={OMIT_DEFAULT: True})
     paper = ("Kool, van Hoof & Welling 2019, Stochastic Beams and Where to Find Them; "
              "Holtzman et al. 2019 (Table 1, Stochastic Beam)")
     strategy = "stochastic_beam"
 
     def __post_init__(self) -> None:
         check_int(self.num_beams, "num_beams", ">= 1", lambda v: v >= 1)
+        if not isinstance(self.prefer_finished, bool):
+            raise UserError(f"prefer_finished: must be true or false (got {self.prefer_finished!r})")
 
     def decode(self, model, contexts, max_new_tokens, eos_id, pad_id, device, seeds=()) -> list[Continuation]:
         chunk = max(1, MAX_ROWS // self.num_beams)
         out: list[Continuation] = []
         for start in range(0, len(contexts), chunk):
             part = contexts[start:start + chunk]
-            tokens = self.search(model, part, seeds[start:start + chunk], max_new_tokens, eos_id, pad_id, device).results()
+            beams = self.search(model, part, seeds[start:start + chunk], max_new_tokens, eos_id, pad_id, device)
+            tokens = beams.results(self.prefer_finished)
             logprobs = teacher_forced_logprobs(model, part, tokens, pad_id, device)
             out += [Continuation(t, lp, list(lp), eos_id is not None and t[-1:] == [eos_id])
                     for t, lp in zip(tokens, logprobs)]
@@ -178,8 +191,12 @@ class Beams:
         alive = self.g.masked_fill(self.finished, NEG_INF).max(dim=-1).values
         return bool((self.best_g > alive).all())
 
-    def results(self) -> list[list[int]]:
-        """Per prompt: the best finished hypothesis, else the alive one with the largest g
-        (slot 0: topk sorts, and without a finished hypothesis no slot is finished)."""
-        alive = self.tokens.view(self.batch, self.k, -1)[:, 0].tolist()
-        return [finished if finished is not None else row for finished, row in zip(self.best_tokens, alive)]
+    def results(self, prefer_finished: bool = False) -> list[list[int]]:
+        """Per prompt: the hypothesis with the largest g among the best finished one and those
+        alive (the exact sample); with `prefer_finished` (gen.py's rule), the best finished
+        hypothesis whenever there is one, else the alive one with the largest g."""
+        alive_g, slot = self.g.masked_fill(self.finished, NEG_INF).max(dim=-1)
+        alive = self.tokens[torch.arange(self.batch, device=self.device) * self.k + slot].tolist()
+        take_finished = [finished is not None and (prefer_finished or best > top)
+                         for finished, best, top in zip(self.best_tokens, self.best_g.tolist(), alive_g.tolist())]
+        return [finished if take else row for finished, row, take in zip(self.best_tokens, alive, take_finished)]

@@ -19,8 +19,8 @@ class TopK(Truncation):
 
     Exact support: every token whose (tempered) logit is >= the k-th largest logit, so tokens
     tied with the k-th are all kept (as transformers does); k above the vocabulary keeps all.
-    With interpolation m: (1 - m) * that distribution + m * the tempered full one (see
-    base.truncate)."""
+    With interpolation m: (1 - m) * that distribution + m * the full one, tempered or not
+    (interpolate_with; see base.truncate)."""
 
     k: int
     aliases = {"top_k": "k"}

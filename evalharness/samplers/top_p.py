@@ -34,8 +34,8 @@ class TopP(Truncation):
 
     Exact support: in order of probability, find the first rank where the cumulative float64
     probability reaches p; keep every token at least as probable as that one (ties at the edge
-    are kept). With interpolation m: (1 - m) * that distribution + m * the tempered full one
-    (see base.truncate)."""
+    are kept). With interpolation m: (1 - m) * that distribution + m * the full one, tempered or not
+    (interpolate_with; see base.truncate)."""
 
     p: float
     aliases = {"top_p": "p"}

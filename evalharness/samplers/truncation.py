@@ -17,7 +17,8 @@ from evalharness.samplers.base import (
 class Epsilon(Truncation):
     """Epsilon sampling (Hewitt, Manning & Liang 2022, Truncation Sampling as Language Model
     Desmoothing): keep tokens with P(x) >= epsilon; the argmax is always kept. With
-    interpolation m: (1 - m) * that distribution + m * the tempered full one (base.truncate)."""
+    interpolation m: (1 - m) * that distribution + m * the full one (tempered or not:
+    interpolate_with; base.truncate)."""
 
     epsilon: float
     aliases = {"epsilon_cutoff": "epsilon"}
@@ -35,7 +36,8 @@ class Epsilon(Truncation):
 class Eta(Truncation):
     """Eta sampling (Hewitt, Manning & Liang 2022): keep tokens with P(x) >= min(eta,
     sqrt(eta) * exp(-H)), H the entropy of P in nats; the argmax is always kept. With
-    interpolation m: (1 - m) * that distribution + m * the tempered full one (base.truncate)."""
+    interpolation m: (1 - m) * that distribution + m * the full one (tempered or not:
+    interpolate_with; base.truncate)."""
 
     eta: float
     aliases = {"eta_cutoff": "eta"}
@@ -56,7 +58,8 @@ class MinP(Truncation):
     """Min-p sampling (Nguyen et al. 2024, Turning Up the Heat: Min-p Sampling for Creative and
     Coherent LLM Outputs): keep tokens with P(x) >= p * max_x P(x), after an optional
     temperature (applied first, as in transformers). With interpolation m: (1 - m) * that
-    distribution + m * the tempered full one (base.truncate)."""
+    distribution + m * the full one (tempered or not:
+    interpolate_with; base.truncate)."""
 
     p: float
     aliases = {"min_p": "p"}

@@ -42,8 +42,8 @@ class Typical(Truncation):
     """Locally typical sampling (Meister, Pimentel, Wiher & Cotterell 2022, TACL): with
     H = -sum_x P(x) log P(x), rank tokens by |-log P(x) - H| ascending and keep the smallest
     prefix of that ranking whose probability reaches p (ties on the score at the edge kept).
-    With interpolation m: (1 - m) * that distribution + m * the tempered full one (see
-    base.truncate)."""
+    With interpolation m: (1 - m) * that distribution + m * the full one, tempered or not
+    (interpolate_with; see base.truncate)."""
 
     p: float
     aliases = {"typical_p": "p"}

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable, ClassVar, Sequence
 
 import numpy as np
 
+from evalharness.errors import UserError
 from evalharness.records import Generation, ScoreResult
 from evalharness.registry import Registry
 
 HIGHER, LOWER, CLOSER = "higher", "lower", "closer_to_human"
+
+SCORING_LIBRARIES = ("numpy", "scipy", "scikit-learn", "faiss-cpu", "faiss-gpu", "mauve-text", "torch",
+                     "transformers", "tokenizers", "sentence-transformers", "nltk", "evaluate")
+"""Every distribution a scorer's numbers may depend on (pip names; faiss under either name)."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,10 @@ class Scorer:
     name: ClassVar[str]
     metrics: ClassVar[dict[str, str]] = {}
     needs_human: ClassVar[bool] = False
+    libraries: ClassVar[tuple[str, ...]] = SCORING_LIBRARIES
+    """Distributions whose versions the scores depend on: the score cache key holds their
+    versions, so an upgrade recomputes the scores. A scorer that does not narrow it down is
+    assumed to depend on all of them."""
     extra_options: ClassVar[bool] = False
     """True: YAML keys besides options() are accepted and handed to from_options (the `evaluate`
     scorer passes them on to its metric)."""
@@ -82,6 +92,28 @@ class Scorer:
 
 
 SCORERS: Registry[type[Scorer]] = Registry("scorer")
+
+
+def library_versions(names) -> dict[str, str | None]:
+    """pip name -> installed version (None: not installed), for the score cache key."""
+    versions = {}
+    for name in sorted(set(names)):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def counted_ids(generation: Generation, keep_eos: bool) -> tuple[int, ...]:
+    """The token ids a text-shape metric counts: without the trailing end-of-text (ours), or
+    with it (`keep_eos`: Holtzman et al.'s metric scripts read gen.py's `tokens`, which keep it)."""
+    return generation.token_ids if keep_eos else generation.content_ids
+
+
+def check_keep_eos(value) -> None:
+    if not isinstance(value, bool):
+        raise UserError(f"keep_eos: must be true or false (got {value!r})")
 
 
 def bootstrap_ci(

@@ -166,6 +166,7 @@ class Distinct(Scorer):
         **{f"rep_{n}": CLOSER for n in REP_ORDERS},
         "diversity": CLOSER,
     }
+    libraries = ("numpy",)  # numpy: arithmetic and the bootstrap's generator
 
     def score(self, generations: Sequence[Generation], ctx: ScoringContext) -> ScoreResult:
         tables = ngram_tables([g.content_ids for g in generations], max(DISTINCT_ORDERS))

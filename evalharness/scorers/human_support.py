@@ -47,6 +47,7 @@ class HumanSupport(Scorer):
     prompts; no interval for an infinite perplexity."""
 
     metrics = {"human_coverage": HIGHER, "human_perplexity_sampler": LOWER}
+    libraries = ("numpy",)  # numpy: arithmetic and the bootstrap's generator
 
     def score(self, generations: Sequence[Generation], ctx: ScoringContext) -> ScoreResult:
         run = generations[0].run if generations else HUMAN_RUN

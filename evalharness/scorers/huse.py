@@ -13,7 +13,9 @@ from evalharness.scorers import judgements as judgements_file
 from evalharness.errors import UserError
 from evalharness.records import HUMAN_RUN, Generation, ScoreResult
 from evalharness.scorers.base import HIGHER, SCORERS, Scorer, ScoringContext, bootstrap_ci
+from evalharness.samplers import SAMPLERS
 from evalharness.scorers.human_support import per_prompt_logprobs
+from evalharness.store import read_json
 
 logger = logging.getLogger(__name__)
 
@@ -77,13 +79,30 @@ class Items:
 
 
 def words(text: str) -> int:
-    """Whitespace-separated words, at least 1 (the reference splits on single spaces)."""
-    return max(1, len(text.split()))
+    """The reference's length: `len(text.split(' '))` (hughbzhang/HUSE code/full_example_utils.py,
+    extract), exactly: pieces between single spaces, so a leading space or a double space adds
+    an empty piece, a newline separates nothing, and the empty text counts 1 (never 0)."""
+    return len(text.split(" "))
 
 
 def logprob_feature(logprobs: Sequence[float], text: str) -> float:
     total = float(np.sum(logprobs))
     return (ZERO_PROBABILITY if math.isinf(total) else total) / words(text)
+
+
+NOT_SAMPLING = ("greedy", "beam", "contrastive")
+"""Sampler strategies that are not a sampling distribution: human text has probability 0 under
+them (-inf, then -1000, for nearly every human item against finite values for the model's), a
+HUSE the reference never computes."""
+
+
+def sampler_strategy(ctx: ScoringContext, run: str) -> str | None:
+    """The strategy of the run's sampler, from its run.json (None when unknown)."""
+    meta = ctx.results_dir / run / "run.json" if ctx.results_dir is not None else None
+    if meta is None or not meta.exists():
+        return None
+    name = read_json(meta).get("sampler")
+    return SAMPLERS.get(name).strategy if name in SAMPLERS.names() else None
 
 
 def collect_items(generations: Sequence[Generation], ctx: ScoringContext, rated) -> Items | None:
@@ -93,6 +112,9 @@ def collect_items(generations: Sequence[Generation], ctx: ScoringContext, rated)
     run = generations[0].run
     model_ratings, human_ratings = rated.mean_typicality(run), rated.mean_typicality(HUMAN_RUN)
     if not model_ratings:
+        return None
+    if sampler_strategy(ctx, run) in NOT_SAMPLING:
+        logger.info("note: huse: run %s has judgements but no HUSE: its sampler is not a sampling distribution", run)
         return None
     human_logprobs = per_prompt_logprobs(ctx, run, [h.prompt_id for h in ctx.human])
     if human_logprobs is None or not human_ratings:
@@ -117,22 +139,25 @@ class Huse(Scorer):
 
     Items: the run's texts and the human continuations that have typicality judgements
     (judgements.csv; evalharness/judgements.py). Features: the mean typicality rating, and the
-    log-probability of the text under the run's sampler divided by its number of
-    whitespace-separated words (-inf replaced by -1000 first, as the reference does), each
+    log-probability of the text under the run's sampler divided by its number of words,
+    len(text.split(' ')) exactly as the reference counts them (-inf replaced by -1000 first), each
     divided by its standard deviation over the items. Leave-one-out k-nearest neighbours,
     k = 15, every training item at a distance <= the 16th smallest voting, a tied vote going
     to label 0 (human). HUSE = 2 (1 - LOO accuracy); HUSE-Q the same on the rating alone;
     HUSE-D = 1 + HUSE - HUSE-Q. Higher is better: 1 means indistinguishable from human text.
 
     Needs at least 17 rated items per run (the reference needs 16 training items). Runs
-    without judgements, runs whose sampler defines no per-step distribution, and the human row
-    (HUSE compares a run with the human texts) get no value. Interval: 95% percentile
+    without judgements, runs whose sampler is not a sampling distribution (greedy, beam and
+    contrastive search: human text has probability 0 under them; a one-line note says so),
+    runs without a per-step distribution (stochastic beam), and the human row (HUSE compares a
+    run with the human texts) get no value. Interval: 95% percentile
     bootstrap over items (each run's and the human items resampled together; copies of the
     left-out item never vote for it)."""
 
     judgements: str | None = None
     """Path of the judgements CSV (default: judgements.csv in the results folder)."""
     metrics = {"huse": HIGHER, "huse_q": HIGHER, "huse_d": HIGHER}
+    libraries = ("numpy",)  # numpy: arithmetic and the bootstrap's generator
 
     def __post_init__(self) -> None:
         if self.judgements is not None and (not isinstance(self.judgements, str) or not self.judgements):

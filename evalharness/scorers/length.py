@@ -19,6 +19,7 @@ class Length(Scorer):
     Both per text, so their intervals bootstrap the per-text values over prompts."""
 
     metrics = {"mean_length": CLOSER, "eos_rate": CLOSER}
+    libraries = ("numpy",)  # numpy: arithmetic and the bootstrap's generator
 
     def score(self, generations: Sequence[Generation], ctx: ScoringContext) -> ScoreResult:
         lengths = np.array([g.num_tokens for g in generations], dtype=float)

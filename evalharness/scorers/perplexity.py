@@ -63,6 +63,7 @@ class Perplexity(Scorer):
     """
 
     metrics = {"perplexity": CLOSER, "perplexity_sampler": CLOSER}
+    libraries = ("numpy",)  # numpy: arithmetic and the bootstrap's generator
 
     def score(self, generations: Sequence[Generation], ctx: ScoringContext) -> ScoreResult:
         parts = {}

@@ -64,6 +64,7 @@ class Repetition(Scorer):
     max_n: int = 90
 
     metrics = {"repetition": CLOSER, "repetition_paper": CLOSER}
+    libraries = ("numpy",)  # numpy: arithmetic and the bootstrap's generator
 
     def __post_init__(self) -> None:
         if isinstance(self.max_n, bool) or not isinstance(self.max_n, int) or self.max_n < 1:

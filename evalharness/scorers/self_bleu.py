@@ -11,7 +11,9 @@ import numpy as np
 
 from evalharness.errors import UserError
 from evalharness.records import Generation, ScoreResult
-from evalharness.scorers.base import CLOSER, SCORERS, Scorer, ScoringContext, bootstrap_ci
+from evalharness.scorers.base import (
+    CLOSER, SCORERS, Scorer, ScoringContext, bootstrap_ci, check_keep_eos, counted_ids,
+)
 from evalharness.scorers.distinct import NgramTable, ngram_tables
 
 MAX_ORDER = 10
@@ -127,7 +129,8 @@ class SelfBleu(Scorer):
     of the run as references; `self_bleu` is the mean over hypotheses. BLEU is exactly NLTK's
     `sentence_bleu(references, hypothesis, weights=(1/n,)*n,
     smoothing_function=SmoothingFunction().method1)` on token ids (`content_ids`, end-of-text
-    dropped): modified precisions p_k = (clipped matches) / max(1, #k-grams of the hypothesis),
+    dropped; `keep_eos: true` keeps it, as the authors' script does on gen.py's `tokens`):
+    modified precisions p_k = (clipped matches) / max(1, #k-grams of the hypothesis),
     a zero p_k replaced by 0.1 / max(1, #k-grams); BLEU = 0 when no unigram matches; brevity
     penalty from the closest other length (ties -> the shorter), 0 for an empty hypothesis.
     Computed for all hypotheses at once from n-gram count tables (agrees with the NLTK loop to
@@ -137,7 +140,7 @@ class SelfBleu(Scorer):
     `self_bleu_<k>`), `max_hypotheses` (score only that many hypotheses, drawn with
     `random.Random(seed).sample`, references still all other generations: the paper's
     1,000-sample protocol with seed 0; the paper's script draws a fresh sample for each order,
-    we use one sample for all orders), `seed`.
+    we use one sample for all orders), `seed`, `keep_eos` (default false).
 
     Interval: per-hypothesis scores are computed once against the full set of references; each
     bootstrap resample of prompts averages the per-hypothesis scores of the resampled prompts
@@ -149,8 +152,10 @@ class SelfBleu(Scorer):
     orders: tuple[int, ...] = ()
     max_hypotheses: int | None = None
     seed: int = 0
+    keep_eos: bool = False
 
     metrics = {"self_bleu": CLOSER, **{f"self_bleu_{k}": CLOSER for k in range(1, MAX_ORDER + 1)}}
+    libraries = ("numpy",)  # numpy: arithmetic and the bootstrap's generator
 
     def __post_init__(self) -> None:
         if not _is_int(self.n) or not 1 <= self.n <= MAX_ORDER:
@@ -168,6 +173,7 @@ class SelfBleu(Scorer):
             )
         if not _is_int(self.seed):
             raise UserError(f"seed: must be an integer (got {self.seed!r})")
+        check_keep_eos(self.keep_eos)
         emitted = {"self_bleu": CLOSER, **{f"self_bleu_{k}": CLOSER for k in self.orders}}
         object.__setattr__(self, "metrics", emitted)  # the exact names this instance emits
 
@@ -177,7 +183,8 @@ class SelfBleu(Scorer):
             return ScoreResult(values={})
         hyps = sample_hypotheses(n, self.max_hypotheses, self.seed)
         names = {"self_bleu": self.n, **{f"self_bleu_{k}": k for k in self.orders}}
-        scores = self_bleu_scores([g.content_ids for g in generations], sorted(set(names.values())), hyps)
+        texts = [counted_ids(g, self.keep_eos) for g in generations]
+        scores = self_bleu_scores(texts, sorted(set(names.values())), hyps)
         per_prompt = {}
         for name, k in names.items():
             full = np.full(n, np.nan)

@@ -11,7 +11,9 @@ from scipy import sparse, stats
 
 from evalharness.errors import UserError
 from evalharness.records import Generation, ScoreResult
-from evalharness.scorers.base import CLOSER, SCORERS, Scorer, ScoringContext, centred_bootstrap_ci
+from evalharness.scorers.base import (
+    CLOSER, SCORERS, Scorer, ScoringContext, centred_bootstrap_ci, check_keep_eos, counted_ids,
+)
 
 
 def zipf_fit(counts: np.ndarray, top_ranks: int = 5000) -> dict[str, float]:
@@ -46,9 +48,10 @@ def token_count_matrix(texts: Sequence[Sequence[int]]) -> sparse.csr_matrix:
 class Zipf(Scorer):
     """Zipf coefficient (Holtzman et al. 2019; Zipf 1949; their metrics/zipf.py).
 
-    Count every token id over all generations of the run (`content_ids`: end-of-text dropped),
-    sort the counts in decreasing order, and fit `scipy.stats.linregress(log rank, log count)`
-    over ranks 1..min(top_ranks, vocabulary) (default 5,000).
+    Count every token id over all generations of the run (`content_ids`: end-of-text dropped;
+    `keep_eos: true` counts it too, as the authors' script does on gen.py's `tokens` - then
+    equal to that script on the same ids), sort the counts in decreasing order, and fit
+    `scipy.stats.linregress(log rank, log count)` over ranks 1..min(top_ranks, vocabulary) (default 5,000).
     - `zipf` = -slope (natural language: about 1; human WebText 0.93 in the paper).
     - `zipf_r` = -r, the fit's correlation coefficient negated, as the authors' script prints it:
       1 for a perfect power law, lower for a worse fit.
@@ -64,15 +67,18 @@ class Zipf(Scorer):
     """
 
     top_ranks: int = 5000
+    keep_eos: bool = False
 
     metrics = {"zipf": CLOSER, "zipf_r": CLOSER}
+    libraries = ("numpy", "scipy")  # scipy: the fit (linregress); numpy: the counts and the bootstrap
 
     def __post_init__(self) -> None:
         if isinstance(self.top_ranks, bool) or not isinstance(self.top_ranks, int) or self.top_ranks < 2:
             raise UserError(f"top_ranks: must be an integer >= 2 (got {self.top_ranks!r})")
+        check_keep_eos(self.keep_eos)
 
     def score(self, generations: Sequence[Generation], ctx: ScoringContext) -> ScoreResult:
-        matrix = token_count_matrix([g.content_ids for g in generations])
+        matrix = token_count_matrix([counted_ids(g, self.keep_eos) for g in generations])
         n = len(generations)
 
         def statistic(idx: np.ndarray) -> dict[str, float]:

@@ -160,7 +160,7 @@ def test_mirostat_as_a_plain_logits_processor_refuses_instead_of_forgetting_its_
 def test_both_are_registered_with_their_papers():
     assert SAMPLERS.get("mirostat") is Mirostat and "Basu" in Mirostat.paper
     assert SAMPLERS.get("top_n_sigma") is TopNSigma and "Tang" in TopNSigma.paper
-    assert [p for p, _ in Mirostat.parameters()] == ["tau", "eta", "temperature", "interpolation"]
+    assert [p for p, _ in Mirostat.parameters()] == ["tau", "eta", "temperature", "interpolation", "interpolate_with"]
 
 
 def test_on_a_model_a_prompts_mirostat_text_does_not_depend_on_its_batch(tiny_model_dir, one_thread):

@@ -102,6 +102,36 @@ def test_interpolated_probabilities_are_exactly_the_mixture(name, m, temperature
     assert torch.allclose(mixed, (1 - m) * truncated + m * full, atol=1e-6, rtol=1e-6)
 
 
+@pytest.mark.parametrize("name", sorted(INTERPOLATED))
+@pytest.mark.parametrize("m", [0.0, 0.05, 0.5, 1.0])
+def test_interpolate_with_untempered_mixes_in_the_models_own_distribution(name, m):
+    """gen.py's top-k: (1 - m) * truncated (after the temperature) + m * softmax(raw logits)."""
+    params = {**INTERPOLATED[name], "temperature": 0.7}
+    truncated = torch.softmax(SAMPLERS.get(name)(**params).process(logits_of(P)).double(), -1)
+    sampler = SAMPLERS.get(name)(**params, interpolation=m, interpolate_with="untempered")
+    mixed = torch.softmax(sampler.process(logits_of(P)).double(), -1)
+    assert torch.allclose(mixed, (1 - m) * truncated + m * torch.tensor([P], dtype=torch.float64), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(INTERPOLATED))
+def test_interpolate_with_is_named_only_when_set_and_is_validated(name):
+    from evalharness.experiment.config import make_run
+
+    cls = SAMPLERS.get(name)
+    assert dict(cls.parameters())["interpolate_with"] == "tempered"
+    plain = make_run(cls, name, dict(INTERPOLATED[name]), "samplers[0]")
+    assert "interpolate_with" not in plain.name and "interpolate_with" not in plain.params_dict
+    assert cls(**plain.params_dict) == cls(**INTERPOLATED[name])
+    same = make_run(cls, name, {**INTERPOLATED[name], "interpolate_with": "tempered"}, "samplers[0]")
+    assert same == plain  # the default, written out, is the same run
+    other = make_run(cls, name, {**INTERPOLATED[name], "interpolate_with": "untempered"}, "samplers[0]")
+    assert other.name == plain.name + "-interpolate_with=untempered"
+    assert other.params_dict["interpolate_with"] == "untempered"
+    expected = r"^samplers\[0\] \(\w+\)\.interpolate_with: must be one of tempered, untempered"
+    with pytest.raises(UserError, match=expected):
+        make_run(cls, name, {**INTERPOLATED[name], "interpolate_with": "raw"}, "samplers[0]")
+
+
 @pytest.mark.parametrize("name,params,probs,expected",
                          [(n, *case) for n, cases in SUPPORT_CASES.items() for case in cases])
 def test_exact_support(name, params, probs, expected):

@@ -8,6 +8,7 @@ import torch
 from scipy.stats import chi2_contingency, chisquare
 
 from evalharness.generation.decoding import decode, row_seed, teacher_forced_logprobs
+from evalharness.errors import UserError
 from evalharness.generation.models import load_model
 from evalharness.samplers import SAMPLERS
 from evalharness.samplers.stochastic_beam import gumbels_with_maximum
@@ -129,3 +130,61 @@ def test_end_of_text_finishes_a_hypothesis_and_logprobs_are_teacher_forced(loade
         assert o.stopped_by_eos == (o.token_ids[-1] == loaded.eos_id)
         assert loaded.eos_id not in o.token_ids[:-1]
         assert np.allclose(o.logprobs_model, lp, atol=1e-5) and o.logprobs_sampler == o.logprobs_model
+
+
+EOS = VOCAB - 1
+
+
+@pytest.fixture(scope="module")
+def with_eos():
+    """A 5-token GPT-2 whose last token is end-of-text, and the exact probability of each of its
+    85 complete continuations of [0] within 3 tokens: those ending with end-of-text (earlier
+    end-of-text nowhere) and those of 3 tokens without end-of-text (the budget)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(vocab_size=VOCAB, n_positions=8, n_embd=8, n_layer=1, n_head=1, initializer_range=1.0,
+                        bos_token_id=0, eos_token_id=EOS)
+    torch.manual_seed(3)
+    model = GPT2LMHeadModel(config).eval()
+    leaves = [s for n in range(1, LENGTH + 1) for s in itertools.product(range(VOCAB), repeat=n)
+              if EOS not in s[:-1] and (s[-1] == EOS or n == LENGTH)]
+    logprobs = teacher_forced_logprobs(model, [[0]] * len(leaves), [list(s) for s in leaves], 0, "cpu")
+    probs = np.exp([sum(lp) for lp in logprobs])
+    assert abs(probs.sum() - 1) < 1e-6  # the leaves are every way the search can end
+    return model, {s: i for i, s in enumerate(leaves)}, probs / probs.sum()
+
+
+def early_share(index, rows) -> float:
+    """Share of outputs that end with end-of-text before the budget."""
+    return sum(len(r) < LENGTH for r in rows) / len(rows)
+
+
+def test_with_end_of_text_the_output_is_an_exact_sample_of_whole_sequences(with_eos):
+    """Default rule (a finished hypothesis only when its G beats every alive one's): the
+    outputs' frequencies, early-ending ones included, follow the model's probabilities of
+    complete sequences. gen.py's rule (prefer_finished) fails the same test and returns far
+    more early-ending sequences (measured on this model: 79% against 6.3% expected)."""
+    model, index, probs = with_eos
+    beams = SAMPLERS.get("stochastic_beam")(num_beams=4).search(model, [[0]] * DRAWS, seeds(DRAWS), LENGTH, EOS, 0,
+                                                                 "cpu")
+    exact, biased = beams.results(), beams.results(prefer_finished=True)
+    expected_early = sum(p for s, p in zip(index, probs) if len(s) < LENGTH)
+    counts = frequencies(index, exact)
+    assert chi_square_pvalue(counts, probs) > 1e-3
+    assert 0.5 * np.abs(counts / DRAWS - probs).sum() < 0.03
+    assert abs(early_share(index, exact) - expected_early) < 0.01
+    assert chi_square_pvalue(frequencies(index, biased), probs) < 1e-6
+    assert early_share(index, biased) > expected_early + 0.2  # the documented bias
+    assert sum(a != b for a, b in zip(exact, biased)) > 0
+
+
+def test_prefer_finished_is_a_validated_option_that_decode_follows(with_eos):
+    model, index, _ = with_eos
+    with pytest.raises(UserError, match=r"^prefer_finished: must be true or false"):
+        SAMPLERS.get("stochastic_beam")(num_beams=4, prefer_finished="yes")
+    for prefer in (False, True):
+        sampler = SAMPLERS.get("stochastic_beam")(num_beams=4, prefer_finished=prefer)
+        outs = decode(model, [[0]] * 64, sampler, LENGTH, EOS, 0, seeds(64), "cpu")
+        searched = sampler.search(model, [[0]] * 64, seeds(64), LENGTH, EOS, 0, "cpu").results(prefer)
+        assert [o.token_ids for o in outs] == searched
+        assert all(o.stopped_by_eos == (o.token_ids[-1] == EOS) for o in outs)

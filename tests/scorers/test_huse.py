@@ -7,8 +7,8 @@ import pytest
 
 from evalharness.scorers import judgements
 from evalharness.errors import UserError
-from evalharness.scorers.huse import huse_values, loo_knn_correct
-from huse_reference import reference_huse, reference_vote
+from evalharness.scorers.huse import huse_values, logprob_feature, loo_knn_correct, words
+from huse_reference import reference_huse, reference_lengths_and_logps, reference_vote
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -24,6 +24,36 @@ def test_huse_equals_the_reference_exactly_on_random_data(seed):
         logp[rng.integers(0, n, size=3)] = -1000.0  # the reference's stand-in for -inf
     ours = huse_values(hj, logp / lengths, labels)
     assert (ours["huse"], ours["huse_q"], ours["huse_d"]) == reference_huse(hj, logp, labels, lengths)
+
+
+SEPARATORS = (" ", " ", "  ", "\n", " \n", "\n\n", "\t")
+
+
+def awkward_text(rng) -> str:
+    """Words joined by single and double spaces, newlines and tabs, some with a leading or
+    trailing space: where len(text.split(' ')) and len(text.split()) part."""
+    pieces = [f"w{int(rng.integers(100))}" for _ in range(int(rng.integers(0, 12)))]
+    text = "".join(word + str(rng.choice(SEPARATORS)) for word in pieces).rstrip(" \n\t")
+    return str(rng.choice(["", " ", "  ", "\n"])) + text + str(rng.choice(["", " "]))
+
+
+def test_word_counts_and_the_feature_are_the_references_on_awkward_whitespace():
+    """HUSE end to end on texts with leading, trailing and double spaces and newlines: our
+    features (logprob_feature) give exactly the reference's HUSE (its length rule, its -1000)."""
+    rng = np.random.default_rng(0)
+    n = 60
+    texts = [awkward_text(rng) for _ in range(n)]
+    labels = np.repeat([0, 1], n // 2)
+    per_token = [list(rng.normal(-4.0, 1.5, size=int(rng.integers(1, 20))) - labels[i]) for i in range(n)]
+    for i in (3, 17, 40):
+        per_token[i][0] = float("-inf")  # a token outside the sampler's support
+    hj = np.array([rng.integers(1, 7, size=3).mean() for _ in range(n)]) + labels
+    p_list, lengths = reference_lengths_and_logps(texts, [float(np.sum(lp)) for lp in per_token])
+    assert [words(t) for t in texts] == lengths
+    assert sum(len(t.split()) != length for t, length in zip(texts, lengths)) > n // 3  # the cases that differ
+    assert words("") == 1 and words(" a  b\nc ") == 5
+    ours = huse_values(hj, np.array([logprob_feature(lp, t) for lp, t in zip(per_token, texts)]), labels)
+    assert (ours["huse"], ours["huse_q"], ours["huse_d"]) == reference_huse(hj, p_list, labels, lengths)
 
 
 def test_the_loo_knn_counts_ties_and_breaks_a_tied_vote_towards_human():

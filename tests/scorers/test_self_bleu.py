@@ -82,6 +82,31 @@ def test_scorer_value_is_mean_of_nltk_scores_on_content_ids():
         assert np.max(np.abs(np.array(result.per_sample[name]) - reference)) <= 1e-9
 
 
+def paper_self_bleu_4(all_sentences, n_sample):
+    """metrics/self_bleu.py of Holtzman et al., BLEU-4: random.seed(0), then (after the draws
+    for n = 1..3) each sampled sentence against all the others, weights (0.25,) * 4, method1."""
+    random.seed(0)
+    for _ in range(3):
+        random.sample(range(len(all_sentences)), n_sample)
+    scores = [sentence_bleu(references=all_sentences[:i] + all_sentences[i + 1:], hypothesis=all_sentences[i],
+                            weights=(0.25, 0.25, 0.25, 0.25), smoothing_function=SMOOTH)
+              for i in random.sample(range(len(all_sentences)), n_sample)]
+    return sum(scores) / n_sample
+
+
+def test_keep_eos_equals_the_papers_script_on_tokens_with_end_of_text():
+    """gen.py's `tokens` keep the trailing end-of-text; with keep_eos we score the same ids.
+    (n_sample = every text: the script's per-order draws then cover the same hypotheses.)"""
+    rng = np.random.default_rng(5)
+    texts = random_texts(25, rng)
+    records = [gen(t, prompt_id=f"{i:05d}", eos=bool(i % 2)) for i, t in enumerate(texts)]
+    ours = SelfBleu(keep_eos=True).score(records, ctx()).values["self_bleu"]
+    assert ours == pytest.approx(paper_self_bleu_4([list(g.token_ids) for g in records], len(records)), abs=1e-12)
+    assert SelfBleu().score(records, ctx()).values["self_bleu"] == pytest.approx(
+        paper_self_bleu_4(texts, len(texts)), abs=1e-12)  # the default drops end-of-text
+    assert abs(ours - SelfBleu().score(records, ctx()).values["self_bleu"]) > 1e-3
+
+
 def test_max_hypotheses_reproduces_the_paper_sampling_protocol():
     rng = np.random.default_rng(3)
     texts = random_texts(30, rng)
@@ -111,6 +136,7 @@ def test_intervals():
     ({"max_hypotheses": 1}, "^max_hypotheses: "),
     ({"max_hypotheses": True}, "^max_hypotheses: "),
     ({"seed": 1.5}, "^seed: "),
+    ({"keep_eos": "no"}, "^keep_eos: "),
 ])
 def test_options_are_validated_naming_the_key(options, key):
     with pytest.raises(UserError, match=key):

@@ -9,7 +9,7 @@ from scipy import stats
 
 from evalharness.errors import UserError
 from evalharness.scorers.zipf import Zipf
-from scorer_helpers import check_intervals, ctx, gens
+from scorer_helpers import check_intervals, ctx, gen, gens
 
 
 def paper_zipf(texts, top=5000):
@@ -33,6 +33,22 @@ def test_matches_scipy_linregress(top):
     zipf, r = paper_zipf(texts, top)
     assert values["zipf"] == pytest.approx(zipf, abs=1e-12)
     assert values["zipf_r"] == pytest.approx(r, abs=1e-12)
+
+
+def test_keep_eos_equals_the_papers_script_on_tokens_with_end_of_text():
+    """gen.py's `tokens` keep the trailing end-of-text and metrics/zipf.py counts it."""
+    rng = np.random.default_rng(4)
+    probs = 1.0 / np.arange(1, 101) ** 1.1
+    texts = [[int(x) for x in rng.choice(np.arange(1, 101), size=int(rng.integers(1, 40)), p=probs / probs.sum())]
+             for _ in range(60)]
+    records = [gen(t, prompt_id=f"{i:05d}", eos=bool(i % 3)) for i, t in enumerate(texts)]
+    with_eos = Zipf(keep_eos=True).score(records, ctx()).values
+    zipf, r = paper_zipf([list(g.token_ids) for g in records])  # end-of-text (id 0) kept as a token
+    assert with_eos["zipf"] == pytest.approx(zipf, abs=1e-12) and with_eos["zipf_r"] == pytest.approx(r, abs=1e-12)
+    assert Zipf().score(records, ctx()).values["zipf"] == pytest.approx(paper_zipf(texts)[0], abs=1e-12)
+    assert abs(with_eos["zipf"] - Zipf().score(records, ctx()).values["zipf"]) > 1e-3
+    with pytest.raises(UserError, match="^keep_eos: must be true or false"):
+        Zipf(keep_eos="yes")
 
 
 def test_zipf_law_with_exponent_one_gives_one():
