@@ -131,16 +131,19 @@ class Mauve(Scorer):
     num_buckets: int | str = "auto"
     scaling: float = 5.0
     seed: int = 25
+    seeds: int = 5
     kmeans_num_redo: int = 5
     kmeans_max_iter: int = 500
 
-    metrics = {"mauve": HIGHER, "frontier_integral": LOWER}
+    metrics = {"mauve": HIGHER, "frontier_integral": LOWER, "mauve_seed_sd": LOWER}
+    without_interval = frozenset({"mauve_seed_sd"})
     needs_human = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.featurizer, str) or not self.featurizer:
             raise UserError(f"featurizer: must be 'minilm', 'model' or a Hugging Face model id/path (got {self.featurizer!r})")
-        for key, low in (("batch_size", 1), ("max_tokens", 1), ("kmeans_num_redo", 1), ("kmeans_max_iter", 1)):
+        for key, low in (("batch_size", 1), ("max_tokens", 1), ("seeds", 1), ("kmeans_num_redo", 1),
+                         ("kmeans_max_iter", 1)):
             value = getattr(self, key)
             if not _is_int(value) or value < low:
                 raise UserError(f"{key}: must be an integer >= {low} (got {value!r})")
@@ -184,15 +187,43 @@ class Mauve(Scorer):
 
     def score_features(self, p_features: np.ndarray, q_features: np.ndarray,
                        resamples: int = 0, seed: int = 0) -> ScoreResult:
-        """MAUVE of prompt-aligned features (row i of both = prompt i) with its interval."""
+        """MAUVE of prompt-aligned features (row i of both = prompt i) over the k-means seeds
+        seed, seed + 1, ..., seed + seeds - 1, with its interval (score_label_sets)."""
         buckets = auto_buckets(len(p_features), len(q_features)) if self.num_buckets == "auto" else self.num_buckets
-        p_labels, q_labels = quantize(p_features, q_features, buckets, self.seed,
-                                      num_redo=self.kmeans_num_redo, max_iter=self.kmeans_max_iter)
+        label_sets = [quantize(p_features, q_features, buckets, self.seed + offset,
+                               num_redo=self.kmeans_num_redo, max_iter=self.kmeans_max_iter)
+                      for offset in range(self.seeds)]
+        return score_label_sets(label_sets, buckets, self.scaling, resamples, seed)
 
-        def statistic(idx: np.ndarray) -> dict[str, float]:
-            return mauve_from_labels(p_labels[idx], q_labels[idx], buckets, self.scaling)
 
-        values = statistic(np.arange(len(q_labels)))
-        bounds = {"mauve": (0.0, 1.0), "frontier_integral": (0.0, 1.0)}
-        ci = centred_bootstrap_ci(statistic, len(q_labels), resamples, seed, values, bounds)
-        return ScoreResult(values=values, ci=ci)
+SEED_DRAWS = 0x5EED
+"""Second key of the generator that draws each resample's quantisations: its own stream, so the
+prompt-index stream every run shares (scorers.base.bootstrap_draws) is left as it is."""
+
+
+def score_label_sets(label_sets: Sequence[tuple[np.ndarray, np.ndarray]], buckets: int, scaling: float,
+                     resamples: int, seed: int) -> ScoreResult:
+    """MAUVE and frontier integral as the mean over quantisations (one (p labels, q labels) pair
+    per k-means seed), the seeds' standard deviation of MAUVE (`mauve_seed_sd`, ddof 1, from
+    two seeds on), and a two-way bootstrap interval: resample b draws the prompts from the shared
+    stream and len(label_sets) quantisations with replacement, and its value is the mean over the
+    drawn quantisations of the statistic on the drawn prompts; then centred (centred_bootstrap_ci).
+    One quantisation: exactly the single-seed value and interval."""
+    per_seed = [mauve_from_labels(p, q, buckets, scaling) for p, q in label_sets]
+    values = {m: float(np.mean([v[m] for v in per_seed])) for m in ("mauve", "frontier_integral")}
+    if len(label_sets) > 1:
+        values["mauve_seed_sd"] = float(np.std([v["mauve"] for v in per_seed], ddof=1))
+    picker = np.random.default_rng([seed, SEED_DRAWS])
+
+    def statistic(idx: np.ndarray) -> dict[str, float]:
+        counts = np.bincount(picker.integers(0, len(label_sets), len(label_sets)), minlength=len(label_sets)) \
+            if len(label_sets) > 1 else np.ones(1, dtype=int)
+        drawn = [(count, mauve_from_labels(p[idx], q[idx], buckets, scaling))
+                 for count, (p, q) in zip(counts, label_sets) if count]
+        if len(drawn) == 1:
+            return drawn[0][1]
+        return {m: float(sum(count * v[m] for count, v in drawn) / len(label_sets)) for m in drawn[0][1]}
+
+    bounds = {"mauve": (0.0, 1.0), "frontier_integral": (0.0, 1.0)}
+    ci = centred_bootstrap_ci(statistic, len(label_sets[0][1]), resamples, seed, values, bounds)
+    return ScoreResult(values=values, ci=ci)
