@@ -34,13 +34,14 @@ from evalharness.store import ResultsDir
 FIRST_SEED = 25
 
 
-def run_features(root: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """(human features, run -> features), rows in prompt order, from cache/features/*/."""
+def run_features(root: Path, runs: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(human features, run -> features), rows in prompt order, from cache/features/*/; every
+    run of summary.json when `runs` is empty."""
     store = ResultsDir(root)
     prompts = store.read_prompts()
-    runs = [row["run"] for row in json.loads((root / "summary.json").read_text())]
+    runs = runs or [row["run"] for row in json.loads((root / "summary.json").read_text())][1:]
     out = {}
-    for run in runs:
+    for run in [HUMAN_RUN, *runs]:
         by_id = store.read_generations(run)
         digest = texts_digest([by_id[p.prompt_id].text for p in prompts])
         found = sorted((root / "cache" / "features").glob(f"*/{run}-{digest}.npy"))
@@ -99,9 +100,7 @@ def main(argv=None) -> None:
     parser.add_argument("--resamples", type=int, default=200)
     parser.add_argument("--no-variance", action="store_true")
     args = parser.parse_args(argv)
-    human, runs = run_features(args.results)
-    if args.runs:
-        runs = {run: runs[run] for run in args.runs.split(",")}
+    human, runs = run_features(args.results, [run for run in args.runs.split(",") if run])
     if not args.no_variance:
         variance_table(human, runs, args.seeds, [int(n) for n in args.sizes.split(",") if n], args.subsets)
     if args.timing_repeats:

@@ -112,17 +112,28 @@ class Mauve(Scorer):
     ctx.cache_dir/features/.
 
     Small samples bias MAUVE upward (few clusters, coarse histograms): compare runs only at
-    equal sample sizes, and expect values to move by about 0.005-0.01 across k-means seeds.
-    Not computed for the human run itself (human against human is meaningless).
+    equal sample sizes. Not computed for the human run itself (human against human is
+    meaningless).
 
-    Interval: the quantisation (PCA + k-means) is done once on the full p and q features; each
-    bootstrap resample of prompts re-histograms the fixed cluster labels of the resampled
-    prompts (human and run alike) and recomputes the divergence curve. The interval is thus
-    conditional on the quantisation and does not include k-means seed variance. Resampling
-    adds multinomial noise to both histograms, which can only add divergence: every resample
-    is pulled below the estimate (near MAUVE = 1 the whole bootstrap distribution lies below
-    it). So the percentile interval is shifted to put the resamples' median on the point value
-    (and clipped to [0, 1]); its width is the bootstrap spread.
+    Seeds: the quantisation depends on the k-means seed (mauve-text issue #11), by more than
+    the gaps between good samplers: @@SEEDFIGURES@@ So the scorer quantises with the seeds
+    `seed`, `seed` + 1, ..., `seed` + `seeds` - 1 (default 25..29); `mauve` and
+    `frontier_integral` are the means over them and `mauve_seed_sd` MAUVE's standard deviation
+    across them (ddof 1; not emitted for `seeds: 1`, which gives the single-seed values and
+    interval of earlier versions bit for bit).
+
+    Interval (score_label_sets): a two-way bootstrap of the mean over seeds. Each resample
+    draws the prompts from the stream every run shares and `seeds` quantisations with
+    replacement, re-histograms each drawn quantisation's fixed cluster labels of the drawn
+    prompts (human and run alike) and takes the mean of their MAUVE. Resampling both sources of
+    randomness of the reported estimator puts the seed variance into the interval in the
+    proportion it enters the estimate (about sd^2 / seeds), where one seed per resample would
+    charge the mean with a single seed's full variance. Resampling prompts adds multinomial
+    noise to both histograms, which can only add divergence: every resample is pulled below
+    the estimate (near MAUVE = 1 the whole bootstrap distribution lies below it). So the
+    percentile interval is shifted to put the resamples' median on the point value (and
+    clipped to [0, 1]); its width is the bootstrap spread. The resamples' values (shifted alike)
+    are kept for paired comparisons between runs (report.paired).
     """
 
     featurizer: str = "minilm"
