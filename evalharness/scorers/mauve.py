@@ -126,7 +126,10 @@ class Mauve(Scorer):
     meaningless).
 
     Seeds: the quantisation depends on the k-means seed (mauve-text issue #11), by more than
-    the gaps between good samplers: @@SEEDFIGURES@@ So the scorer quantises with the seeds
+    the gaps between good samplers: on the default experiment (500 prompts, MiniLM features,
+    seeds 25-34) MAUVE's sd across seeds is @@SD500@@ for the sampling runs (0.001 for greedy and
+    beam, whose MAUVE is about 0.01), and larger on fewer prompts (@@SDN@@; see
+    README, "MAUVE over k-means seeds"), against gaps of a few hundredths between them. So the scorer quantises with the seeds
     `seed`, `seed` + 1, ..., `seed` + `seeds` - 1 (default 25..29); `mauve` and
     `frontier_integral` are the means over them and `mauve_seed_sd` MAUVE's standard deviation
     across them (ddof 1; not emitted for `seeds: 1`, which gives the single-seed values and
