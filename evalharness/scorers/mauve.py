@@ -125,17 +125,16 @@ class Mauve(Scorer):
     equal sample sizes. Not computed for the human run itself (human against human is
     meaningless).
 
-    Seeds: the quantisation depends on the k-means seed (mauve-text issue #11), by more than
-    the gaps between good samplers: on the default experiment (500 prompts, MiniLM features,
-    seeds 25-34) MAUVE's sd across seeds is 0.025-0.053 (pure 0.036,
-    temperature 0.9 0.029, top-k 640 0.042, top-p 0.95 0.053) for the sampling runs (0.001 for greedy and
-    beam, whose MAUVE is about 0.01), and larger on fewer prompts (mean over the six good samplers: 0.042 at 500
-    prompts, 0.050 at 250, 0.062 at 125; see
-    README, "MAUVE over k-means seeds"), against gaps of a few hundredths between them. So the scorer quantises with the seeds
-    `seed`, `seed` + 1, ..., `seed` + `seeds` - 1 (default 25..29); `mauve` and
-    `frontier_integral` are the means over them and `mauve_seed_sd` MAUVE's standard deviation
-    across them (ddof 1; not emitted for `seeds: 1`, which gives the single-seed values and
-    interval of earlier versions bit for bit).
+    Seeds: the quantisation depends on the k-means seed (mauve-text issue #11), by as much as
+    the gaps between good samplers. Measured on the default experiment (500 prompts, MiniLM
+    features, seeds 25-34), MAUVE's sd across seeds is 0.025-0.053 for the sampling runs (pure
+    0.036, temperature 0.9 0.029, top-k 640 0.042, top-p 0.95 0.053; greedy and beam, at
+    MAUVE 0.01, 0.001), and larger on fewer prompts (mean over the six best samplers: 0.042 at
+    500 prompts, 0.050 at 250, 0.062 at 125; README, "MAUVE over k-means seeds"). So the scorer
+    quantises with the seeds `seed`, `seed` + 1, ..., `seed` + `seeds` - 1 (default 25..29);
+    `mauve` and `frontier_integral` are the means over them and `mauve_seed_sd` MAUVE's
+    standard deviation across them (ddof 1; not emitted for `seeds: 1`, which gives the
+    single-seed values and interval of earlier versions bit for bit).
 
     Interval (score_label_sets): a two-way bootstrap of the mean over seeds. Each resample
     draws the prompts from the stream every run shares and `seeds` quantisations with
