@@ -102,6 +102,15 @@ class ScoreResult:
     """Metric name -> 95% bootstrap interval over prompts (low, high)."""
     per_sample: dict[str, tuple[float, ...]] = field(default_factory=dict)
     """Metric name -> one value per generation, for metrics defined per text."""
+    draws: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    """Metric name -> the metric on each bootstrap resample the interval came from, in the order
+    of the prompt-index stream every run shares (paired differences between runs are taken
+    from them). Left empty, it is taken from `ci` when that carries them (scorers.base.Intervals)."""
+
+    def __post_init__(self) -> None:
+        if not self.draws and getattr(self.ci, "draws", None):
+            carried = {m: tuple(float(v) for v in d) for m, d in self.ci.draws.items() if m in self.ci}
+            object.__setattr__(self, "draws", carried)
 
 
 # --- human typicality ratings --------------------------------------------------------------------

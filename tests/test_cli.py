@@ -44,7 +44,7 @@ def test_run_writes_a_complete_results_folder(experiment):
     summary = json.loads((out / "summary.json").read_text())
     assert [row["run"] for row in summary] == runs
     for row in summary:
-        assert set(row) == {"run", "sampler", "params", "metrics", "ci"}
+        assert set(row) == {"run", "sampler", "params", "metrics", "ci", "vs_best"}
         for metric in ("mean_length", "eos_rate", "perplexity", "repetition", "self_bleu", "zipf", "distinct_2"):
             assert metric in row["metrics"], metric
     assert summary[3]["params"] == {"p": 0.9, "temperature": 1.0, "interpolation": 0.0}

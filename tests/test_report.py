@@ -343,6 +343,9 @@ def test_compare_two_folders_in_every_format(results_dir, tmp_path, capsys):
     assert [(r["experiment"], r["run"]) for r in rows] == [(e, r) for e in ("tiny-a", "tiny-b") for r in runs]
     assert {r["model"] for r in rows} == {"model-a", "model_b"}
     assert rows[0]["metrics"] == summary(results_dir)[0]["metrics"]
+    best = {m: e["best"] for r in rows for m, e in r["vs_best"].items()}  # paired comparisons, per metric
+    assert "mean_length" in best and all(set(e) == {"best", "gap", "gap_ci", "shares_best"}
+                                         for r in rows for e in r["vs_best"].values())
 
     table = list(csv.reader(io.StringIO((out / "comparison.csv").read_text())))
     assert table[0][:5] == ["experiment", "model", "run", "sampler", "params"]

@@ -29,7 +29,8 @@ def aligned(store: ResultsDir, run: str, prompts: list[Prompt]) -> list[Generati
 
 
 def score_experiment(store: ResultsDir, cfg: ExperimentConfig, prompts: list[Prompt], device: str) -> list[dict]:
-    """Summary rows, human first: {run, sampler, params, metrics, ci}."""
+    """Summary rows, human first: {run, sampler, params, metrics, ci, draws} (draws: the bootstrap
+    resamples' values, for the paired comparisons of report.paired)."""
     runs = [(HUMAN_RUN, HUMAN_RUN, {})] + [(s.name, s.sampler, s.params_dict) for s in cfg.samplers]
     ctx = scoring_context(store, cfg, prompts, device)
     human = list(ctx.human)
@@ -39,7 +40,7 @@ def score_experiment(store: ResultsDir, cfg: ExperimentConfig, prompts: list[Pro
         gens = human if run == HUMAN_RUN else aligned(store, run, prompts)
         scores = cached_scores(store, run, gens, scorers, ctx, cfg)
         rows.append({"run": run, "sampler": sampler, "params": params,
-                     "metrics": scores["metrics"], "ci": scores["ci"]})
+                     "metrics": scores["metrics"], "ci": scores["ci"], "draws": scores.get("draws", {})})
     return rows
 
 
@@ -69,17 +70,18 @@ def cached_scores(store: ResultsDir, run: str, gens: list[Generation], scorers, 
     path = store.run_dir(run) / "scores.json"
     if path.exists():
         cached = read_json(path)
-        if cached.get("key") == key:
-            for part in ("metrics", "ci"):
+        if cached.get("key") == key and "draws" in cached:  # scores from before paired comparisons: redo
+            for part in ("metrics", "ci", "draws"):
                 cached[part] = {k: finite_or_named(v) for k, v in cached.get(part, {}).items()}
             return cached
-    metrics, ci, per_sample = {}, {}, {}
+    metrics, ci, per_sample, draws = {}, {}, {}, {}
     for scorer in scorers:
         result = scorer.score(gens, ctx)
         metrics.update(result.values)
         ci.update({k: list(v) for k, v in result.ci.items()})
         per_sample.update({k: list(v) for k, v in result.per_sample.items()})
-    scores = {"key": key, "run": run, "metrics": metrics, "ci": ci,
+        draws.update({k: list(v) for k, v in result.draws.items()})
+    scores = {"key": key, "run": run, "metrics": metrics, "ci": ci, "draws": draws,
               "per_sample": {"prompt_ids": [g.prompt_id for g in gens], **per_sample}}
     write_json(path, scores)
     return scores

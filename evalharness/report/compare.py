@@ -54,7 +54,33 @@ def comparison_markdown(rows: list[dict]) -> str:
                          + " | " + " | ".join(cells) + " |")
     return "\n".join(lines) + ("\n\nValues ± half-width of the 95% bootstrap interval over prompts. Bold: "
                                "per experiment and column, the run closest to that experiment's human value "
-                               "(MAUVE: the highest).\n")
+                               "(MAUVE: the highest) and every run of the experiment indistinguishable from it "
+                               "(the 95% paired-bootstrap interval of the difference includes 0).\n"
+                               + paired_markdown(rows, metrics))
+
+
+def paired_markdown(rows: list[dict], metrics: list[str]) -> str:
+    """Per experiment and metric: the best run and the runs that cannot be told apart from it,
+    each with its gap (how much further from the ideal) and the gap's paired 95% interval."""
+    lines = []
+    for label, block in blocks(rows):
+        for metric in metrics:
+            entries = [(row["run"], row["vs_best"][metric]) for row in block if metric in (row.get("vs_best") or {})]
+            if not entries:
+                continue
+            tied = [f"{_md(run)} ({_gap(metric, entry)})" for run, entry in entries
+                    if entry["shares_best"] and run != entry["best"]]
+            lines.append(f"| {_md(label)} | {metric} | {_md(entries[0][1]['best'])} | {'; '.join(tied) or '—'} |")
+    if not lines:
+        return ""
+    return ("\n| experiment | metric | best | indistinguishable from it (gap, 95% paired interval) |\n"
+            "|---|---|---|---|\n" + "\n".join(lines) + "\n")
+
+
+def _gap(metric: str, entry: dict) -> str:
+    low, high = entry["gap_ci"] or (None, None)
+    interval = f" [{format_value(metric, low)}, {format_value(metric, high)}]" if low is not None else ""
+    return f"{format_value(metric, entry['gap'])}{interval}"
 
 
 def _md(text: str) -> str:

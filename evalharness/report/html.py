@@ -110,7 +110,10 @@ def summary_section(rows: Sequence[dict]) -> str:
     rest = [m for m in all_metrics(list(rows)) if m not in headline]
     legend = ('<p class="note">Values ± half-width of the 95% bootstrap interval over prompts (HUSE: over '
               'rated texts). Bold: per column, the run closest to the human value (MAUVE, HUSE, human_coverage: '
-              'the highest; frontier integral, human_perplexity_sampler: the lowest). Percentages: share of '
+              'the highest; frontier integral, human_perplexity_sampler: the lowest) and every run '
+              'indistinguishable from it: the 95% paired-bootstrap interval of its difference from the best run '
+              '(the same resampled prompts; for closeness to human, of the difference in distance to the human '
+              'value) includes 0. Percentages: share of '
               'generations (human_coverage: of human tokens). ∞: some human token lies outside the '
               "sampler's support.</p>")
     more = (f"<details><summary>All {len(rest)} further metrics</summary>"

@@ -116,8 +116,10 @@ def caption_text(with_ci: bool, columns_used: list[str]) -> str:
     if with_ci:
         text += " $\\pm$: half-width of the 95\\% bootstrap interval over prompts."
     highest = [name for metric, name in (("huse", "HUSE"), ("mauve", "MAUVE")) if metric in columns_used]
-    return text + (f" Bold: closest to human ({', '.join(highest)}: highest)." if highest
-                   else " Bold: closest to human.")
+    tied = (" and every run whose 95\\% paired-bootstrap interval of the difference from it (the same "
+            "resampled prompts) includes 0.")
+    return text + (f" Bold: closest to human ({', '.join(highest)}: highest){tied}" if highest
+                   else f" Bold: closest to human{tied}")
 
 
 def table_document(groups: list[tuple[str | None, list[dict]]], label: str, with_ci: bool = True,

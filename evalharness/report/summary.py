@@ -7,7 +7,7 @@ import io
 import math
 from pathlib import Path
 
-from evalharness.scorers import SCORERS
+from evalharness.report.paired import metric_directions, with_comparisons
 from evalharness.scorers.base import CLOSER, HIGHER, LOWER
 from evalharness.store import write_atomic, write_json
 
@@ -20,18 +20,22 @@ columns last, people's rating beside the judge's (columns only appear when some 
 PERCENT = ("repetition", "repetition_paper", "eos_rate", "human_coverage")
 
 
-def metric_directions() -> dict[str, str]:
-    directions: dict[str, str] = {}
-    for name in SCORERS.names():
-        directions.update(SCORERS.get(name).metrics)
-    return directions
+BEST_LEGEND = ("Bold: per column, the run closest to the human value (MAUVE, HUSE, human_coverage: the highest; "
+               "human_perplexity_sampler: the lowest) and every run indistinguishable from it: the 95% paired-"
+               "bootstrap interval of its difference from the best run (resampled on the same prompts; for "
+               "closeness to human, of the difference in distance to the human value) includes 0.")
 
 
-def write_summary(root: Path, rows: list[dict], cfg=None) -> None:
+def write_summary(root: Path, rows: list[dict], cfg=None) -> list[dict]:
+    """summary.{json,csv,md} from the scored rows; rows that carry bootstrap `draws` get their
+    paired comparisons with the best run (`vs_best`, report.paired) and lose the draws.
+    Returns the rows as written."""
+    rows = with_comparisons(rows) if any("draws" in row for row in rows) else rows
     write_json(root / "summary.json", rows)
     write_atomic(root / "summary.csv", to_csv(rows))
     title = f"# {cfg.name}\n\n{cfg.description}\n\n" if cfg is not None else ""
     write_atomic(root / "summary.md", title + to_markdown(rows))
+    return rows
 
 
 def all_metrics(rows: list[dict]) -> list[str]:
@@ -61,7 +65,11 @@ def _plain(value) -> str:
 
 
 def best_runs(rows: list[dict], metric: str) -> set[str]:
-    """Runs to mark: closest to the human value, or the best one for higher/lower metrics."""
+    """Runs to mark: the best (closest to the human value, or the highest / lowest for higher /
+    lower metrics) and every run whose paired comparison says it cannot be told apart from it
+    (summary.json's `vs_best`); rows without comparisons for the metric: the exact best only."""
+    if any(metric in (row.get("vs_best") or {}) for row in rows):
+        return {row["run"] for row in rows if (row.get("vs_best") or {}).get(metric, {}).get("shares_best")}
     direction = metric_directions().get(metric, CLOSER)
     human = next((r["metrics"].get(metric) for r in rows if r["run"] == "human"), None)
     candidates = [(r["run"], r["metrics"][metric]) for r in rows
@@ -113,7 +121,6 @@ def to_markdown(rows: list[dict]) -> str:
             cells.append(f"**{cell}**" if row["run"] in marks[m] else cell)
         lines.append(f"| {row['run'].replace('|', chr(92) + '|')} | " + " | ".join(cells) + " |")
     legend = ("\nValues ± half-width of the 95% bootstrap interval over prompts (HUSE: over rated texts). "
-              "Bold: per column, the run closest to the human value (MAUVE, HUSE, human_coverage: the highest; "
-              "human_perplexity_sampler: the lowest). Percentages: " + ", ".join(m for m in PERCENT if m in metrics)
+              + BEST_LEGEND + " Percentages: " + ", ".join(m for m in PERCENT if m in metrics)
               + ". ∞: a human token lies outside the sampler's support. —: not defined for that row.\n")
     return "\n".join(lines) + "\n" + legend

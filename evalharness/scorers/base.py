@@ -64,6 +64,9 @@ class Scorer:
     """Distributions whose versions the scores depend on: the score cache key holds their
     versions, so an upgrade recomputes the scores. A scorer that does not narrow it down is
     assumed to depend on all of them."""
+    without_interval: ClassVar[frozenset[str]] = frozenset()
+    """Metrics reported without a bootstrap interval (a spread such as MAUVE's seed sd, which
+    describes the estimate rather than being one)."""
     extra_options: ClassVar[bool] = False
     """True: YAML keys besides options() are accepted and handed to from_options (the `evaluate`
     scorer passes them on to its metric)."""
@@ -116,27 +119,55 @@ def check_keep_eos(value) -> None:
         raise UserError(f"keep_eos: must be true or false (got {value!r})")
 
 
+class Intervals(dict):
+    """metric -> (low, high), as bootstrap_ci returns it, carrying `draws`: metric -> the
+    statistic on every resample, in the order of the prompt-index stream (NaN where a resample
+    had none). As every run is resampled on the same stream (same n, same seed), resample b of
+    two runs saw the same prompts: paired differences between runs come from these draws.
+    ScoreResult picks them up from its `ci`, so a scorer returning its bootstrap_ci as is
+    passes them on."""
+
+    def __init__(self, bounds=(), draws: dict[str, np.ndarray] | None = None):
+        super().__init__(bounds)
+        self.draws = dict(draws or {})
+
+
+def bootstrap_draws(statistic: Callable[[np.ndarray], dict[str, float]], n: int, resamples: int,
+                    seed: int) -> dict[str, np.ndarray]:
+    """metric -> statistic(indices) on each of `resamples` resamples of the n prompts (drawn with
+    replacement from the stream np.random.default_rng(seed), shared by every run); NaN for a
+    resample where the statistic did not return the metric."""
+    if resamples <= 0 or n == 0:
+        return {}
+    rng = np.random.default_rng(seed)
+    draws: dict[str, np.ndarray] = {}
+    for b in range(resamples):
+        idx = rng.integers(0, n, size=n)
+        for metric, value in statistic(idx).items():
+            draws.setdefault(metric, np.full(resamples, np.nan))[b] = value
+    return draws
+
+
 def bootstrap_ci(
     statistic: Callable[[np.ndarray], dict[str, float]],
     n: int,
     resamples: int,
     seed: int,
     level: float = 0.95,
-) -> dict[str, tuple[float, float]]:
+) -> Intervals:
     """Percentile bootstrap over prompts.
 
     `statistic(indices)` recomputes the metrics on the prompts at `indices` (drawn with
-    replacement). Returns metric -> (low, high) at the given level; metrics that come out
-    NaN in a resample are dropped from it (e.g. a resample with no n-grams).
+    replacement). Returns metric -> (low, high) at the given level, with the resamples' values
+    as `.draws`; metrics that come out NaN in a resample are dropped from it (e.g. a resample
+    with no n-grams).
     """
-    if resamples <= 0 or n == 0:
-        return {}
-    rng = np.random.default_rng(seed)
-    draws: dict[str, list[float]] = {}
-    for _ in range(resamples):
-        idx = rng.integers(0, n, size=n)
-        for metric, value in statistic(idx).items():
-            draws.setdefault(metric, []).append(value)
+    draws = bootstrap_draws(statistic, n, resamples, seed)
+    return Intervals(percentile_intervals(draws, level), draws)
+
+
+def percentile_intervals(draws: dict[str, np.ndarray], level: float = 0.95) -> dict[str, tuple[float, float]]:
+    """metric -> the percentile interval of its finite draws (metrics with none left out)."""
     tail = (1.0 - level) / 2.0 * 100.0
     out = {}
     for metric, values in draws.items():
@@ -150,26 +181,20 @@ def bootstrap_ci(
 
 def centred_bootstrap_ci(statistic: Callable[[np.ndarray], dict[str, float]], n: int, resamples: int,
                          seed: int, values: dict[str, float],
-                         bounds: dict[str, tuple[float, float]] | None = None) -> dict[str, tuple[float, float]]:
+                         bounds: dict[str, tuple[float, float]] | None = None) -> Intervals:
     """bootstrap_ci (same resamples, same seed), each interval then shifted by (point value -
     median of the resamples) and clipped to the metric's `bounds`. For statistics whose every
     resample is offset in the same direction by the resampling itself (duplicated prompts),
-    not by sampling variability: the shift keeps the spread and removes the offset."""
-    draws: dict[str, list[float]] = {}
-
-    def recording(idx: np.ndarray) -> dict[str, float]:
-        out = statistic(idx)
-        for metric, value in out.items():
-            draws.setdefault(metric, []).append(value)
-        return out
-
-    raw = bootstrap_ci(recording, n, resamples, seed)
-    out = {}
+    not by sampling variability: the shift keeps the spread and removes the offset. The
+    draws are returned shifted alike (unclipped), so paired differences see no offset either."""
+    raw = bootstrap_ci(statistic, n, resamples, seed)
+    out, shifted = {}, {}
     for metric, (low, high) in raw.items():
         if metric not in values:
             continue
-        finite = np.asarray(draws[metric], dtype=float)
-        shift = values[metric] - float(np.median(finite[np.isfinite(finite)]))
+        finite = raw.draws[metric][np.isfinite(raw.draws[metric])]
+        shift = values[metric] - float(np.median(finite))
         lowest, highest = (bounds or {}).get(metric, (-np.inf, np.inf))
         out[metric] = (float(max(low + shift, lowest)), float(min(high + shift, highest)))
-    return out
+        shifted[metric] = raw.draws[metric] + shift
+    return Intervals(out, shifted)

@@ -38,8 +38,18 @@ def quantize(p_features: np.ndarray, q_features: np.ndarray, num_buckets: int, s
     # points" (n < k * 39, always so at MAUVE's n/10 buckets): it changes no label (tested)
     kmeans = faiss.Kmeans(data.shape[1], num_buckets, niter=max_iter, verbose=False,
                           nredo=num_redo, update_index=True, seed=seed + 2, min_points_per_centroid=1)
-    kmeans.train(data)
-    _, labels = kmeans.index.search(data, 1)
+    # one OpenMP thread: at MAUVE's sizes (n texts, n/10 centroids) threads gain little, and on
+    # a busy machine their spin-waits made one quantisation of 1,000 texts take 15-35 s instead
+    # of 0.7 s (measured side by side, 2 cores under load). Labels are the same either way:
+    # faiss assigns each point alone and each thread sums its own centroids (the compute_mauve
+    # comparisons in tests/scorers/test_mauve.py run it with its default threads).
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        kmeans.train(data)
+        _, labels = kmeans.index.search(data, 1)
+    finally:
+        faiss.omp_set_num_threads(threads)
     labels = labels.reshape(-1)
     return labels[len(q_features):], labels[: len(q_features)]
 
@@ -112,17 +122,32 @@ class Mauve(Scorer):
     ctx.cache_dir/features/.
 
     Small samples bias MAUVE upward (few clusters, coarse histograms): compare runs only at
-    equal sample sizes, and expect values to move by about 0.005-0.01 across k-means seeds.
-    Not computed for the human run itself (human against human is meaningless).
+    equal sample sizes. Not computed for the human run itself (human against human is
+    meaningless).
 
-    Interval: the quantisation (PCA + k-means) is done once on the full p and q features; each
-    bootstrap resample of prompts re-histograms the fixed cluster labels of the resampled
-    prompts (human and run alike) and recomputes the divergence curve. The interval is thus
-    conditional on the quantisation and does not include k-means seed variance. Resampling
-    adds multinomial noise to both histograms, which can only add divergence: every resample
-    is pulled below the estimate (near MAUVE = 1 the whole bootstrap distribution lies below
-    it). So the percentile interval is shifted to put the resamples' median on the point value
-    (and clipped to [0, 1]); its width is the bootstrap spread.
+    Seeds: the quantisation depends on the k-means seed (mauve-text issue #11), by as much as
+    the gaps between good samplers. Measured on the default experiment (500 prompts, MiniLM
+    features, seeds 25-34), MAUVE's sd across seeds is 0.025-0.053 for the sampling runs (pure
+    0.036, temperature 0.9 0.029, top-k 640 0.042, top-p 0.95 0.053; greedy and beam, at
+    MAUVE 0.01, 0.001), and larger on fewer prompts (mean over the six best samplers: 0.042 at
+    500 prompts, 0.050 at 250, 0.062 at 125; README, "MAUVE over k-means seeds"). So the scorer
+    quantises with the seeds `seed`, `seed` + 1, ..., `seed` + `seeds` - 1 (default 25..29);
+    `mauve` and `frontier_integral` are the means over them and `mauve_seed_sd` MAUVE's
+    standard deviation across them (ddof 1; not emitted for `seeds: 1`, which gives the
+    single-seed values and interval of earlier versions bit for bit).
+
+    Interval (score_label_sets): a two-way bootstrap of the mean over seeds. Each resample
+    draws the prompts from the stream every run shares and `seeds` quantisations with
+    replacement, re-histograms each drawn quantisation's fixed cluster labels of the drawn
+    prompts (human and run alike) and takes the mean of their MAUVE. Resampling both sources of
+    randomness of the reported estimator puts the seed variance into the interval in the
+    proportion it enters the estimate (about sd^2 / seeds), where one seed per resample would
+    charge the mean with a single seed's full variance. Resampling prompts adds multinomial
+    noise to both histograms, which can only add divergence: every resample is pulled below
+    the estimate (near MAUVE = 1 the whole bootstrap distribution lies below it). So the
+    percentile interval is shifted to put the resamples' median on the point value (and
+    clipped to [0, 1]); its width is the bootstrap spread. The resamples' values (shifted alike)
+    are kept for paired comparisons between runs (report.paired).
     """
 
     featurizer: str = "minilm"
@@ -131,16 +156,19 @@ class Mauve(Scorer):
     num_buckets: int | str = "auto"
     scaling: float = 5.0
     seed: int = 25
+    seeds: int = 5
     kmeans_num_redo: int = 5
     kmeans_max_iter: int = 500
 
-    metrics = {"mauve": HIGHER, "frontier_integral": LOWER}
+    metrics = {"mauve": HIGHER, "frontier_integral": LOWER, "mauve_seed_sd": LOWER}
+    without_interval = frozenset({"mauve_seed_sd"})
     needs_human = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.featurizer, str) or not self.featurizer:
             raise UserError(f"featurizer: must be 'minilm', 'model' or a Hugging Face model id/path (got {self.featurizer!r})")
-        for key, low in (("batch_size", 1), ("max_tokens", 1), ("kmeans_num_redo", 1), ("kmeans_max_iter", 1)):
+        for key, low in (("batch_size", 1), ("max_tokens", 1), ("seeds", 1), ("kmeans_num_redo", 1),
+                         ("kmeans_max_iter", 1)):
             value = getattr(self, key)
             if not _is_int(value) or value < low:
                 raise UserError(f"{key}: must be an integer >= {low} (got {value!r})")
@@ -184,15 +212,43 @@ class Mauve(Scorer):
 
     def score_features(self, p_features: np.ndarray, q_features: np.ndarray,
                        resamples: int = 0, seed: int = 0) -> ScoreResult:
-        """MAUVE of prompt-aligned features (row i of both = prompt i) with its interval."""
+        """MAUVE of prompt-aligned features (row i of both = prompt i) over the k-means seeds
+        seed, seed + 1, ..., seed + seeds - 1, with its interval (score_label_sets)."""
         buckets = auto_buckets(len(p_features), len(q_features)) if self.num_buckets == "auto" else self.num_buckets
-        p_labels, q_labels = quantize(p_features, q_features, buckets, self.seed,
-                                      num_redo=self.kmeans_num_redo, max_iter=self.kmeans_max_iter)
+        label_sets = [quantize(p_features, q_features, buckets, self.seed + offset,
+                               num_redo=self.kmeans_num_redo, max_iter=self.kmeans_max_iter)
+                      for offset in range(self.seeds)]
+        return score_label_sets(label_sets, buckets, self.scaling, resamples, seed)
 
-        def statistic(idx: np.ndarray) -> dict[str, float]:
-            return mauve_from_labels(p_labels[idx], q_labels[idx], buckets, self.scaling)
 
-        values = statistic(np.arange(len(q_labels)))
-        bounds = {"mauve": (0.0, 1.0), "frontier_integral": (0.0, 1.0)}
-        ci = centred_bootstrap_ci(statistic, len(q_labels), resamples, seed, values, bounds)
-        return ScoreResult(values=values, ci=ci)
+SEED_DRAWS = 0x5EED
+"""Second key of the generator that draws each resample's quantisations: its own stream, so the
+prompt-index stream every run shares (scorers.base.bootstrap_draws) is left as it is."""
+
+
+def score_label_sets(label_sets: Sequence[tuple[np.ndarray, np.ndarray]], buckets: int, scaling: float,
+                     resamples: int, seed: int) -> ScoreResult:
+    """MAUVE and frontier integral as the mean over quantisations (one (p labels, q labels) pair
+    per k-means seed), the seeds' standard deviation of MAUVE (`mauve_seed_sd`, ddof 1, from
+    two seeds on), and a two-way bootstrap interval: resample b draws the prompts from the shared
+    stream and len(label_sets) quantisations with replacement, and its value is the mean over the
+    drawn quantisations of the statistic on the drawn prompts; then centred (centred_bootstrap_ci).
+    One quantisation: exactly the single-seed value and interval."""
+    per_seed = [mauve_from_labels(p, q, buckets, scaling) for p, q in label_sets]
+    values = {m: float(np.mean([v[m] for v in per_seed])) for m in ("mauve", "frontier_integral")}
+    if len(label_sets) > 1:
+        values["mauve_seed_sd"] = float(np.std([v["mauve"] for v in per_seed], ddof=1))
+    picker = np.random.default_rng([seed, SEED_DRAWS])
+
+    def statistic(idx: np.ndarray) -> dict[str, float]:
+        counts = np.bincount(picker.integers(0, len(label_sets), len(label_sets)), minlength=len(label_sets)) \
+            if len(label_sets) > 1 else np.ones(1, dtype=int)
+        drawn = [(count, mauve_from_labels(p[idx], q[idx], buckets, scaling))
+                 for count, (p, q) in zip(counts, label_sets) if count]
+        if len(drawn) == 1:
+            return drawn[0][1]
+        return {m: float(sum(count * v[m] for count, v in drawn) / len(label_sets)) for m in drawn[0][1]}
+
+    bounds = {"mauve": (0.0, 1.0), "frontier_integral": (0.0, 1.0)}
+    ci = centred_bootstrap_ci(statistic, len(label_sets[0][1]), resamples, seed, values, bounds)
+    return ScoreResult(values=values, ci=ci)

@@ -8,7 +8,8 @@ from mauve import compute_mauve
 
 from evalharness.scorers import featurize
 from evalharness.errors import UserError
-from evalharness.scorers.mauve import Mauve, auto_buckets, mauve_from_labels
+from evalharness.scorers.base import centred_bootstrap_ci
+from evalharness.scorers.mauve import Mauve, auto_buckets, mauve_from_labels, quantize, score_label_sets
 from scorer_helpers import check_intervals, ctx, gen
 
 
@@ -19,7 +20,7 @@ def features(n, dim=24, shift=0.0, seed=0):
 @pytest.mark.parametrize("shift, buckets", [(0.0, "auto"), (0.4, "auto"), (1.0, 7)])
 def test_full_sample_value_equals_compute_mauve(shift, buckets):
     p, q = features(120, seed=1), features(120, shift=shift, seed=2)
-    ours = Mauve(num_buckets=buckets, seed=25).score_features(p, q).values
+    ours = Mauve(num_buckets=buckets, seed=25, seeds=1).score_features(p, q).values
     ref = compute_mauve(p_features=p, q_features=q, num_buckets=buckets, mauve_scaling_factor=5, seed=25)
     assert ours["mauve"] == pytest.approx(ref.mauve, abs=1e-12)
     assert ours["frontier_integral"] == pytest.approx(ref.frontier_integral, abs=1e-12)
@@ -37,10 +38,67 @@ def test_intervals_from_fixed_quantisation_are_reproducible():
     p, q = features(150, seed=4), features(150, shift=0.2, seed=5)
     first = Mauve().score_features(p, q, resamples=100, seed=1)
     again = Mauve().score_features(p, q, resamples=100, seed=1)
-    assert first.ci == again.ci
+    assert first.ci == again.ci and set(first.ci) == {"mauve", "frontier_integral"}
     for metric, value in first.values.items():
+        if metric == "mauve_seed_sd":  # a spread: no interval
+            continue
         low, high = first.ci[metric]
         assert low <= value <= high
+
+
+def test_seeds_average_compute_mauve_over_consecutive_seeds():
+    """seeds=3, seed=7: the mean of compute_mauve at seeds 7, 8, 9, and MAUVE's sd over them."""
+    p, q = features(130, seed=11), features(130, shift=0.3, seed=12)
+    ours = Mauve(seed=7, seeds=3).score_features(p, q).values
+    refs = [compute_mauve(p_features=p, q_features=q, mauve_scaling_factor=5, seed=s) for s in (7, 8, 9)]
+    assert ours["mauve"] == pytest.approx(np.mean([r.mauve for r in refs]), abs=1e-12)
+    assert ours["frontier_integral"] == pytest.approx(np.mean([r.frontier_integral for r in refs]), abs=1e-12)
+    assert ours["mauve_seed_sd"] == pytest.approx(np.std([r.mauve for r in refs], ddof=1), abs=1e-12)
+    assert ours["mauve_seed_sd"] > 0  # these features do move with the seed
+
+
+def test_one_seed_reproduces_the_single_quantisation_value_and_interval_bit_for_bit():
+    """seeds: 1 is the scorer as it was: one quantisation at `seed`, its labels re-histogrammed on
+    each resample, the interval centred (a transcription of that code)."""
+    p, q = features(150, seed=4), features(150, shift=0.2, seed=5)
+    buckets = auto_buckets(150, 150)
+    p_labels, q_labels = quantize(p, q, buckets, 25)
+
+    def statistic(idx):
+        return mauve_from_labels(p_labels[idx], q_labels[idx], buckets, 5.0)
+
+    values = statistic(np.arange(150))
+    ci = centred_bootstrap_ci(statistic, 150, 100, 3, values, {"mauve": (0.0, 1.0), "frontier_integral": (0.0, 1.0)})
+    ours = Mauve(seeds=1).score_features(p, q, resamples=100, seed=3)
+    assert ours.values == values and ours.ci == ci  # ==: not a bit moved, no mauve_seed_sd
+
+
+def spread_label_sets(spread, k=20, n=400, sets=5):
+    """Label sets as k-means seeds could give them: the human side fixed, the run's labels the
+    human ones with a share 0.15 + spread * (s - 2) of points moved into bucket 0 in set s.
+    spread 0: five identical quantisations; larger spread: MAUVE varies more across them."""
+    rng = np.random.default_rng(0)
+    p, u = rng.integers(0, k, n), rng.random(n)
+    return [(p, np.where(u < 0.15 + spread * (s - 2), 0, p)) for s in range(sets)]
+
+
+def test_interval_grows_with_the_seed_variance():
+    results = [score_label_sets(spread_label_sets(spread), 20, 5.0, 300, 0) for spread in (0.0, 0.02, 0.04, 0.06)]
+    sds = [r.values["mauve_seed_sd"] for r in results]
+    widths = [r.ci["mauve"][1] - r.ci["mauve"][0] for r in results]
+    assert sds[0] < 1e-12 and sds == sorted(sds) and sds[-1] > 0.04
+    assert widths == sorted(widths) and widths[-1] > 2 * widths[0], widths
+    for r in results:  # each interval holds its point value; draws kept for paired comparisons
+        assert r.ci["mauve"][0] <= r.values["mauve"] <= r.ci["mauve"][1]
+        assert len(r.draws["mauve"]) == 300
+
+
+def test_seed_draws_leave_the_shared_prompt_stream_alone():
+    """The resampled prompts are those of every other scorer: with identical quantisations,
+    five seeds give the single-seed draws exactly (the seed draws change nothing then)."""
+    one = score_label_sets(spread_label_sets(0.0)[:1], 20, 5.0, 50, 4)
+    five = score_label_sets(spread_label_sets(0.0), 20, 5.0, 50, 4)
+    assert five.draws["mauve"] == pytest.approx(one.draws["mauve"], abs=1e-12)
 
 
 def mauve_from_labels_reference(p_labels, q_labels, num_buckets, scaling=5.0):
@@ -137,8 +195,10 @@ def test_human_features_are_computed_once_and_cached_on_disk(fake, tmp_path):
     featurize._MEMORY.clear()  # a new process: the file is reused, nothing recomputed
     again = scorer.score(records("g", 60, "run-a"), context).values
     assert again == good and len([c for c in fake.calls if c[0].startswith("h")]) == 1
-    expected = compute_mauve(p_features=np.load(cached[0]), q_features=fake([f"g{i}" for i in range(60)]), seed=25)
-    assert good["mauve"] == pytest.approx(expected.mauve, abs=1e-12)
+    run_features = fake([f"g{i}" for i in range(60)])
+    expected = [compute_mauve(p_features=np.load(cached[0]), q_features=run_features, seed=seed).mauve
+                for seed in range(25, 30)]  # the default: seeds 25..29
+    assert good["mauve"] == pytest.approx(np.mean(expected), abs=1e-12)
 
 
 def test_human_row_gets_no_mauve_and_intervals(fake):
@@ -155,6 +215,8 @@ def test_human_row_gets_no_mauve_and_intervals(fake):
     ({"num_buckets": "many"}, "^num_buckets: "),
     ({"scaling": 0}, "^scaling: "),
     ({"seed": None}, "^seed: "),
+    ({"seeds": 0}, "^seeds: "),
+    ({"seeds": 2.5}, "^seeds: "),
 ])
 def test_options_are_validated_naming_the_key(options, key):
     with pytest.raises(UserError, match=key):
