@@ -3,6 +3,7 @@
 import csv
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -111,17 +112,30 @@ def simulated_judgements(path, prompt_ids, runs=JUDGED, annotators=3, seed=0):
 
 
 @pytest.fixture(scope="module")
-def experiment(tiny_model_dir, corpus_jsonl, tmp_path_factory):
+def generated(tiny_model_dir, corpus_jsonl, tmp_path_factory):
+    """The grid generated; HUSE stopped the run for want of judgements (the error it raised)."""
     folder = tmp_path_factory.mktemp("table1")
     yaml_path = write_experiment(folder / "tiny.yaml", tiny_model_dir, corpus_jsonl, SAMPLER_GRID,
                                  num_prompts=12, max_new=8, scorers="[huse]")
-    return config.load(yaml_path), folder / "results"
-
-
-def test_huse_without_judgements_stops_after_generating_and_says_how_to_get_them(experiment, capsys):
-    cfg, out = experiment
-    with pytest.raises(UserError, match=r"^huse: no judgements at .*judgements\.csv; .*evalharness annotate"):
+    cfg, out = config.load(yaml_path), folder / "results"
+    with pytest.raises(UserError) as stopped:
         run_experiment(cfg, RunOptions(output=out))
+    return cfg, out, stopped.value
+
+
+@pytest.fixture(scope="module")
+def experiment(generated):
+    """The same folder scored, with simulated judgements."""
+    cfg, out, _ = generated
+    prompt_ids = [json.loads(line)["prompt_id"] for line in (out / "prompts.jsonl").read_text().splitlines()]
+    simulated_judgements(out / "judgements.csv", prompt_ids)
+    run_experiment(cfg, RunOptions(output=out))
+    return cfg, out
+
+
+def test_huse_without_judgements_stops_after_generating_and_says_how_to_get_them(generated):
+    cfg, out, error = generated
+    assert re.match(r"^huse: no judgements at .*judgements\.csv; .*evalharness annotate", str(error)), str(error)
     assert len((out / "pure" / "generations.jsonl").read_text().splitlines()) == 12
     for run in ("pure", "top_k-k=5", "top_k-k=5-interpolation=0.1"):
         assert len(human_logprobs.read(out / run)) == 12
@@ -130,9 +144,6 @@ def test_huse_without_judgements_stops_after_generating_and_says_how_to_get_them
 
 def test_huse_rows_match_the_reference_on_the_files(experiment):
     cfg, out = experiment
-    prompt_ids = [json.loads(line)["prompt_id"] for line in (out / "prompts.jsonl").read_text().splitlines()]
-    simulated_judgements(out / "judgements.csv", prompt_ids)
-    run_experiment(cfg, RunOptions(output=out))
     rows = {row["run"]: row for row in json.loads((out / "summary.json").read_text())}
     assert "huse" not in rows["human"]["metrics"] and "huse" not in rows["top_k-k=5"]["metrics"]
     assert "huse" not in rows["stochastic_beam-num_beams=2"]["metrics"]  # judged, but no human-text probability
@@ -173,8 +184,8 @@ def reference_from_files(out, run):
     return reference_huse(np.array(hj), logp, labels, lengths)
 
 
-def test_a_bad_judgement_stops_with_file_line_and_problem(experiment, tmp_path, capsys):
-    cfg, out = experiment
+def test_a_bad_judgement_stops_with_file_line_and_problem(generated, tmp_path, capsys):
+    cfg, out, _ = generated
     bad = tmp_path / "ratings.csv"
     bad.write_text("run,prompt_id,annotator,typicality\nhuman,00000,a,5\npure,00000,a,9\n")
     yaml_path = tmp_path / "bad.yaml"
