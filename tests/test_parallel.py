@@ -9,6 +9,7 @@ tests show is that the number of *processes* changes no byte.
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -77,31 +78,64 @@ def test_two_ranks_write_the_bytes_of_one_process(experiment, tmp_path):
     assert len(features) == 6  # MAUVE features of human + 5 runs, computed by both ranks
 
 
-def test_two_machines_by_c10d_rendezvous_write_the_same_bytes(experiment, tmp_path):
+def two_nodes(yaml_path: Path, out: Path, node1_prefix: tuple = ()) -> list[tuple[str, str]]:
     """`--nnodes 2` as on two machines (both on this one, meeting at a c10d endpoint on
-    127.0.0.1), the launch of the README; rank 0 alone writes and prints. The rendezvous store
-    is this test's, on a port bound to 0 and read back (no free-port guess that another
-    process could take); both nodes join it as clients (is_host=false)."""
+    127.0.0.1), the launch of the README. The rendezvous store is this test's, on a port bound
+    to 0 and read back (no free-port guess that another process could take); both nodes join it
+    as clients (is_host=false). (stdout, stderr) of each node; both must succeed."""
     from torch.distributed import TCPStore
 
-    yaml_path, reference = experiment
-    out = tmp_path / "nodes"
     store = TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False, multi_tenant=True)
-    nodes = [subprocess.Popen(
-        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
-         "--node-rank", str(node), "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{store.port}",
-         "--rdzv-conf", "is_host=false", "--rdzv-id", "t",
-         "-m", "evalharness", "run", str(yaml_path), "--output", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment()) for node in (0, 1)]
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+              "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{store.port}", "--rdzv-conf", "is_host=false",
+              "--rdzv-id", "t", "-m", "evalharness", "run", str(yaml_path), "--output", str(out)]
+    nodes = [subprocess.Popen([*(node1_prefix if node else ()), *launch[:3], "--node-rank", str(node), *launch[3:]],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment())
+             for node in (0, 1)]
     results = [node.communicate(timeout=600) for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0], results[0][1] + results[1][1]
-    assert result_files(out) == reference
-    assert sum(stdout.count("results:") for stdout, _ in results) == 1
     del store
+    return results
 
 
-def records_written(root: Path) -> int:
-    return sum(len(p.read_bytes().splitlines()) for p in root.glob("*/generations.jsonl"))
+def test_two_machines_by_c10d_rendezvous_write_the_same_bytes(experiment, tmp_path):
+    """Rank 0 alone writes and prints."""
+    yaml_path, reference = experiment
+    results = two_nodes(yaml_path, tmp_path / "nodes")
+    assert result_files(tmp_path / "nodes") == reference
+    assert sum(stdout.count("results:") for stdout, _ in results) == 1
+
+
+def hide_folder() -> list[str] | None:
+    """A prefix that runs a command in its own mount namespace with FOLDER (the first argument)
+    covered by an empty tmpfs: there the files are truly not there. None where not allowed."""
+    unshare = shutil.which("unshare")
+    script = 'mount -t tmpfs none "$0" && exec "$@"'
+    if not unshare or subprocess.run([unshare, "-m", "sh", "-c", 'mount -t tmpfs none /mnt', "x"],
+                                     capture_output=True).returncode != 0:
+        return None
+    return [unshare, "-m", "sh", "-c", script]
+
+
+def test_rank_1_on_a_machine_without_the_data_file_still_runs(experiment, tmp_path, corpus_jsonl):
+    """The README: rank 0 alone reads the data source, no shared filesystem needed. Node 1 runs
+    in a mount namespace where the data folder is an empty tmpfs; the files are those of one process."""
+    prefix = hide_folder()
+    if prefix is None:
+        pytest.skip("mount namespaces (unshare -m, root) are not allowed here")
+    yaml_path, reference = experiment
+    data = tmp_path / "data"
+    data.mkdir()
+    moved = shutil.copy(corpus_jsonl, data / "docs.jsonl")
+    local = tmp_path / "local.yaml"
+    local.write_text(yaml_path.read_text().replace(str(corpus_jsonl), str(moved)))
+    hidden = subprocess.run([*prefix, str(data), "test", "!", "-e", str(moved)], capture_output=True)
+    assert hidden.returncode == 0, "the data file is still visible in the namespace"
+    # c10d numbers the nodes by their agents' pids: node 1 starts second and is rank 1; were it
+    # rank 0, it could not read the data and the run would fail here
+    results = two_nodes(local, tmp_path / "out", node1_prefix=(*prefix, str(data)))
+    assert result_files(tmp_path / "out") == reference
+    assert "results:" in results[0][0] and "results:" not in results[1][0]
 
 
 def rank_pids(torchrun: subprocess.Popen) -> dict[int, int]:
