@@ -138,6 +138,10 @@ def test_rank_1_on_a_machine_without_the_data_file_still_runs(experiment, tmp_pa
     assert "results:" in results[0][0] and "results:" not in results[1][0]
 
 
+def records_written(root: Path) -> int:
+    return sum(len(p.read_bytes().splitlines()) for p in root.glob("*/generations.jsonl"))
+
+
 def rank_pids(torchrun: subprocess.Popen) -> dict[int, int]:
     """rank -> pid of torchrun's worker processes (read from their environment)."""
     out = {}
