@@ -38,7 +38,7 @@ def test_the_default_experiment_runs_offline_and_fetches_nothing(tmp_path):
     # the same rows and columns as the committed 500-prompt run of the same YAML
     assert [row["run"] for row in rows] == [row["run"] for row in committed]
     assert [sorted(row["metrics"]) for row in rows] == [sorted(row["metrics"]) for row in committed]
-    assert len(rows) == 14 and all("mauve" in row["metrics"] for row in rows)
+    assert len(rows) == 14 and all(0 <= row["metrics"]["mauve"] <= 1 for row in rows[1:])  # MAUVE on MiniLM, offline
     for run in [row["run"] for row in rows]:
         assert len((out / run / "generations.jsonl").read_text().splitlines()) == 2
     assert list(hub_cache.rglob("*")) == []  # nothing downloaded, nothing cached from a hub
