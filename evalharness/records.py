@@ -121,6 +121,15 @@ help texts our own."""
 
 LOWEST_RATING, HIGHEST_RATING = TYPICALITY_SCALE[0][0], TYPICALITY_SCALE[-1][0]
 
+TYPICALITY_QUESTION = "How typical is this text?"
+TYPICALITY_INSTRUCTIONS = (
+    "Each text below is a short continuation of a longer document. Some were written by people, "
+    "some by a computer program; you are not told which. Read each text and rate how typical it is: "
+    "how much it looks like text you would expect to find, written by a person, in a document of "
+    "this kind. Judge each text on its own, and go with your first impression.")
+"""What people are told before they rate (the annotation page, the crowd template) and what a
+judge model reads (scorers.judge_typicality): one wording, so that the two are asked the same."""
+
 
 def scale_json() -> list[dict]:
     return [{"value": value, "label": label, "help": help_text} for value, label, help_text in TYPICALITY_SCALE]

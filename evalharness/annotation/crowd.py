@@ -13,16 +13,23 @@ Prolific: annotation/prolific_studies.csv has one study per group: the URL to gi
 (our served page, with Prolific's participant placeholders), the number of places
 (--per-item) and the completion code the page shows when the participant is done.
 
-Import: MTurk's Batch_..._results.csv (columns AssignmentId, WorkerId, AssignmentStatus,
-Input.*, Answer.item_N). Workers are stored under a pseudonym (an HMAC of the worker id).
-Rejected assignments are skipped; assignments imported before are skipped; any bad row stops
-the import with one line naming the row, and nothing is imported.
+Import (`annotate import`), recognised by its columns:
+- MTurk's Batch_..._results.csv (AssignmentId, WorkerId, AssignmentStatus, Input.*,
+  Answer.item_N). Workers are stored under a pseudonym (an HMAC of the worker id). Submitted
+  -> the ratings are stored, pending; Approved -> counted; Rejected -> withdrawn (its ratings
+  leave the current ratings). Importing the file again after statuses changed applies the
+  changes, and only them.
+- Prolific's submissions export (Submission id, Participant id, Status, ...) of participants
+  who rated on the served page: APPROVED -> counted; AWAITING REVIEW or ACTIVE -> pending;
+  REJECTED, RETURNED, TIMED-OUT -> withdrawn (ratings and HIT copy released, place free).
+Any bad row stops the import with one line naming the row, and nothing is imported.
 """
 
 from __future__ import annotations
 
 import base64
 import csv
+import html
 import os
 import re
 from pathlib import Path
@@ -30,14 +37,15 @@ from urllib.parse import quote
 
 from evalharness.annotation.export import csv_text
 from evalharness.annotation.plan import Group, Plan, annotation_dir
-from evalharness.records import TYPICALITY_SCALE as SCALE, is_rating
-from evalharness.annotation.store import JudgementStore
+from evalharness.records import TYPICALITY_INSTRUCTIONS, TYPICALITY_SCALE as SCALE, is_rating
+from evalharness.annotation.store import COUNTED, PENDING, WITHDRAWN, JudgementStore
 from evalharness.errors import UserError
 from evalharness.store import write_atomic
 
 PROLIFIC_COMPLETE = "https://app.prolific.com/submissions/complete?cc="
 PROLIFIC_PLACEHOLDERS = "PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STUDY_ID%}}&SESSION_ID={{%SESSION_ID%}}"
-PARTICIPANT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+PARTICIPANT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""Matched with fullmatch (a trailing newline is not an id)."""
 
 
 def study_token(plan: Plan, group_id: str) -> str:
@@ -63,6 +71,13 @@ def b64(text: str | None) -> str:
 
 # --- MTurk batch and template ----------------------------------------------------------------
 
+def groups_in_plan_order(plan: Plan) -> list[Group]:
+    """The groups in the order the plan hands out their first copies (a seeded shuffle
+    across runs), not grouped by run: MTurk workers reach the batch's rows in this order."""
+    first_copies = [hit.group_id for hit in plan.hits if hit.replica == 0]
+    return [plan.group_by_id[group_id] for group_id in first_copies]
+
+
 def batch_columns(plan: Plan) -> list[str]:
     width = max(len(group.item_ids) for group in plan.groups)
     fields = ["item_{}_id", "item_{}_b64"] + (["item_{}_context_b64"] if plan.options.with_context else [])
@@ -84,7 +99,7 @@ def question_template(plan: Plan) -> str:
     width = max(len(group.item_ids) for group in plan.groups)
     blocks = "\n".join(item_block(i, plan.options.with_context) for i in range(1, width + 1))
     scale = "\n".join(f"    <li><b>{value} {label}</b>: {help_text}</li>" for value, label, help_text in SCALE)
-    return TEMPLATE.format(scale=scale, blocks=blocks)
+    return TEMPLATE.format(scale=scale, blocks=blocks, instructions=html.escape(TYPICALITY_INSTRUCTIONS))
 
 
 def item_block(i: int, with_context: bool) -> str:
@@ -108,15 +123,14 @@ TEMPLATE = """<!-- evalharness typicality ratings: MTurk question template for a
   </style>
   <input type="hidden" name="group_id" value="${{group_id}}">
   <h2>How typical is each text?</h2>
-  <p>Each text below is a short continuation of a longer document. Some were written by people and
-  some by a computer program. Read each one and rate how typical it is: how much it looks like text
-  you would expect to find, written by a person, in a document of this kind. Judge each text on its
-  own. There are no trick questions; go with your first impression.</p>
+  <p>{instructions}</p>
   <ol class="scale">
 {scale}
   </ol>
   <noscript>This task needs JavaScript to show the texts.</noscript>
+  <div id="items">
 {blocks}
+  </div>
   <script>
     // Texts arrive base64-encoded (UTF-8) and are shown as text, never as markup.
     function fromBase64(value) {{
@@ -129,6 +143,33 @@ TEMPLATE = """<!-- evalharness typicality ratings: MTurk question template for a
       var context = section.getAttribute('data-context-b64');
       if (context) {{ section.querySelector('.context').textContent = fromBase64(context) + ' \\u2026'; }}
     }});
+    // Each worker sees the texts in an order of their own, seeded by their worker id (a reload
+    // keeps it; the preview, without one, is shuffled at random). Answers stay tied to the
+    // item ids by their field names, whatever the order.
+    function seededRandom(seed) {{
+      var h = 2166136261;
+      for (var i = 0; i < seed.length; i++) {{ h = Math.imul(h ^ seed.charCodeAt(i), 16777619) >>> 0; }}
+      return function () {{  // mulberry32
+        h = (h + 0x6D2B79F5) >>> 0;
+        var t = Math.imul(h ^ (h >>> 15), h | 1);
+        t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+        return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+      }};
+    }}
+    var params = new URLSearchParams(window.location.search);
+    var worker = params.get('workerId') || params.get('assignmentId');
+    var group = document.querySelector('input[name="group_id"]').value;
+    var random = worker ? seededRandom(worker + '|' + group) : Math.random;
+    var sections = Array.prototype.slice.call(document.querySelectorAll('section.item'));
+    for (var i = sections.length - 1; i > 0; i--) {{
+      var j = Math.floor(random() * (i + 1));
+      var swap = sections[i]; sections[i] = sections[j]; sections[j] = swap;
+    }}
+    var box = document.getElementById('items');
+    sections.forEach(function (section, k) {{
+      box.appendChild(section);
+      section.querySelector('legend').textContent = 'Text ' + (k + 1) + ': how typical is it?';
+    }});
   </script>
 </crowd-form>
 """
@@ -137,7 +178,7 @@ TEMPLATE = """<!-- evalharness typicality ratings: MTurk question template for a
 def write_crowd_files(root: Path, plan: Plan, public_url: str) -> list[Path]:
     folder = annotation_dir(root)
     columns = batch_columns(plan)
-    batch = csv_text(columns, [list(batch_row(plan, group, columns).values()) for group in plan.groups])
+    batch = csv_text(columns, [list(batch_row(plan, group, columns).values()) for group in groups_in_plan_order(plan)])
     studies = [{"group_id": g.group_id, "places": plan.options.per_item,
                 "study_url": f"{public_url.rstrip('/')}/?study={study_token(plan, g.group_id)}&{PROLIFIC_PLACEHOLDERS}",
                 "completion_code": completion_code(plan, g.group_id)} for g in plan.groups]
@@ -153,7 +194,13 @@ def completion_url(code: str) -> str:
     return PROLIFIC_COMPLETE + quote(code)
 
 
-# --- MTurk results import --------------------------------------------------------------------
+# --- results import: MTurk and Prolific ----------------------------------------------------
+
+MTURK_STATUS = {"Submitted": PENDING, "Approved": COUNTED, "Rejected": WITHDRAWN}
+PROLIFIC_STATUS = {"APPROVED": COUNTED, "AWAITING REVIEW": PENDING, "ACTIVE": PENDING,
+                   "REJECTED": WITHDRAWN, "RETURNED": WITHDRAWN, "TIMED-OUT": WITHDRAWN}
+PROLIFIC_COLUMNS = ("Submission id", "Participant id", "Status")
+
 
 def read_results(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
     try:
@@ -165,8 +212,17 @@ def read_results(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
         raise UserError(f"{path}: cannot read it as a CSV file ({exc})") from None
 
 
+def platform_status(row: dict, column: str, known: dict[str, str], where: str) -> tuple[str, str]:
+    """(our status, the platform's word) of a row; UserError naming the row for any other word."""
+    word = (row.get(column) or "").strip()
+    if word not in known:
+        raise UserError(f"{where}: {column} {word!r} is none of {', '.join(known)}")
+    return known[word], word
+
+
 def parse_assignment(plan: Plan, row: dict, where: str) -> dict:
-    """One results row -> {assignment_id, annotator, ratings}; UserError naming the row if bad."""
+    """One MTurk results row -> {assignment_id, annotator, group_id, status, platform_status,
+    ratings}; UserError naming the row if bad. A rejected row's answers are not read."""
     if None in row or any(value is None for value in row.values()):
         raise UserError(f"{where}: has a different number of fields than the header")
     assignment, worker = row["AssignmentId"].strip(), row["WorkerId"].strip()
@@ -176,6 +232,13 @@ def parse_assignment(plan: Plan, row: dict, where: str) -> dict:
     if group is None:
         raise UserError(f"{where}: Input.group_id {row['Input.group_id']!r} is not a group of annotation/plan.json "
                         "(was the batch made from another plan?)")
+    status, word = platform_status(row, "AssignmentStatus", MTURK_STATUS, where)
+    return {"assignment_id": assignment, "annotator": worker_name(plan, worker), "group_id": group.group_id,
+            "status": status, "platform_status": word,
+            "ratings": [] if status == WITHDRAWN else parse_answers(group, row, where)}
+
+
+def parse_answers(group: Group, row: dict, where: str) -> list[tuple[str, int]]:
     ratings = []
     for i, item_id in enumerate(group.item_ids, 1):
         given_id = row.get(f"Input.item_{i}_id")
@@ -190,27 +253,69 @@ def parse_assignment(plan: Plan, row: dict, where: str) -> dict:
              and k.removeprefix("Answer.item_").isdigit() and int(k.removeprefix("Answer.item_")) > len(group.item_ids)]
     if extra:
         raise UserError(f"{where}: {extra[0]} answers a text that group {group.group_id} does not have")
-    return {"assignment_id": assignment, "annotator": worker_name(plan, worker), "ratings": ratings,
-            "group_id": group.group_id}
+    return ratings
 
 
-def import_mturk(plan: Plan, store: JudgementStore, path: Path) -> dict:
-    columns, rows = read_results(path)
-    missing = [c for c in ("AssignmentId", "WorkerId", "Input.group_id") if c not in columns]
+def import_mturk(plan: Plan, store: JudgementStore, path: Path, columns: list[str], rows) -> dict:
+    missing = [c for c in ("AssignmentId", "WorkerId", "AssignmentStatus", "Input.group_id") if c not in columns]
     if missing:
         raise UserError(f"{path}: no column {missing[0]}; expected MTurk's batch results CSV for annotation/mturk_batch.csv")
-    assignments, seen, skipped = [], set(), 0
+    assignments, seen = [], set()
     for line, row in rows:
         where = f"{path}, line {line}"
-        if (row.get("AssignmentStatus") or "").strip() == "Rejected":
-            skipped += 1
-            continue
         assignment = parse_assignment(plan, row, where)
         for key in (assignment["assignment_id"], (assignment["annotator"], assignment["group_id"])):
             if key in seen:
                 raise UserError(f"{where}: repeats an assignment (same AssignmentId, or the same worker on the same HIT)")
             seen.add(key)
         assignments.append(assignment)
-    new = store.import_assignments(assignments)
-    return {"imported": len(new), "already_imported": len(assignments) - len(new), "rejected_skipped": skipped,
-            "ratings": sum(len(a["ratings"]) for a in new)}
+    return {"platform": "MTurk", "rows": len(assignments), **store.import_mturk(assignments)}
+
+
+def prolific_annotator(plan: Plan, store: JudgementStore, row: dict, where: str) -> tuple[str, str] | None:
+    """(pseudonym, group id) of the participant of a Prolific row who signed up here, None if
+    they never did. One participant in several of this plan's studies is told apart by the
+    row's Completion code (each study has its own)."""
+    participant = row["Participant id"].strip()
+    if not PARTICIPANT_ID.fullmatch(participant):
+        raise UserError(f"{where}: Participant id {participant!r} is not a Prolific participant id")
+    names = {participant_name(plan, g.group_id, participant): g.group_id for g in plan.groups}
+    joined = store.signed_up(list(names))
+    if len(joined) > 1:
+        code = (row.get("Completion code") or "").strip().upper()
+        joined = [name for name in joined if completion_code(plan, names[name]) == code]
+        if len(joined) != 1:
+            raise UserError(f"{where}: participant {participant} took several studies of this plan and the row's "
+                            "Completion code does not say which one it is; export each study separately with that column")
+    return (joined[0], names[joined[0]]) if joined else None
+
+
+def import_prolific(plan: Plan, store: JudgementStore, path: Path, rows) -> dict:
+    submissions, seen, strangers = [], set(), 0
+    for line, row in rows:
+        where = f"{path}, line {line}"
+        if None in row or any(value is None for value in row.values()):
+            raise UserError(f"{where}: has a different number of fields than the header")
+        status, word = platform_status(row, "Status", PROLIFIC_STATUS, where)
+        submission = row["Submission id"].strip()
+        found = prolific_annotator(plan, store, row, where)
+        if not submission or submission in seen:
+            raise UserError(f"{where}: Submission id is empty or repeated")
+        seen.add(submission)
+        if found is None:
+            strangers += 1  # never opened the page: nothing of theirs is stored
+            continue
+        submissions.append({"submission_id": submission, "annotator": found[0], "group_id": found[1],
+                            "status": status, "platform_status": word})
+    return {"platform": "Prolific", "rows": len(rows), "never_joined": strangers, **store.import_prolific(submissions)}
+
+
+def import_results(plan: Plan, store: JudgementStore, path: Path) -> dict:
+    """MTurk's batch results or Prolific's submissions export, told apart by their columns."""
+    columns, rows = read_results(path)
+    if all(column in columns for column in PROLIFIC_COLUMNS):
+        return import_prolific(plan, store, path, rows)
+    if "AssignmentId" in columns:
+        return import_mturk(plan, store, path, columns, rows)
+    raise UserError(f"{path}: no column AssignmentId (MTurk's batch results) nor {', '.join(PROLIFIC_COLUMNS)} "
+                    "(Prolific's submissions export)")

@@ -18,7 +18,7 @@ from evalharness.experiment.config import ExperimentConfig, build_sampler
 from evalharness.experiment.data import build_prompts, read_documents
 from evalharness.experiment.parallel import World, for_each_share, rank_device
 from evalharness.experiment.provenance import git_commit, machine, versions
-from evalharness.experiment.scoring import score_experiment, share_featurisation
+from evalharness.experiment.scoring import score_experiment, share_featurisation, share_judging
 from evalharness.generation import human_logprobs
 from evalharness.generation.decoding import decode, row_seed
 from evalharness.generation.models import LoadedModel, load_model
@@ -70,6 +70,7 @@ def run_experiment(cfg: ExperimentConfig, opts: RunOptions, world: World | None 
     device = loaded.device
     del loaded  # free the model before scorers load theirs
     share_featurisation(world, store, cfg, prompts, device)
+    share_judging(world, store, cfg, prompts, device)
     if not world.is_main:
         return root
     rows = score_experiment(store, cfg, prompts, device=device)

@@ -30,13 +30,9 @@ def aligned(store: ResultsDir, run: str, prompts: list[Prompt]) -> list[Generati
 
 def score_experiment(store: ResultsDir, cfg: ExperimentConfig, prompts: list[Prompt], device: str) -> list[dict]:
     """Summary rows, human first: {run, sampler, params, metrics, ci}."""
-    human = aligned(store, HUMAN_RUN, prompts)
     runs = [(HUMAN_RUN, HUMAN_RUN, {})] + [(s.name, s.sampler, s.params_dict) for s in cfg.samplers]
-    ctx = ScoringContext(human=human, resamples=cfg.bootstrap.resamples,
-                         seed=cfg.seed if cfg.bootstrap.seed is None else cfg.bootstrap.seed,
-                         cache_dir=store.root / "cache", model_name=cfg.model.name, device=device,
-                         results_dir=store.root, runs=tuple(run for run, _, _ in runs),
-                         contexts=[p.context_ids for p in prompts])
+    ctx = scoring_context(store, cfg, prompts, device)
+    human = list(ctx.human)
     scorers = [spec.build() for spec in cfg.scorers]
     rows = []
     for run, sampler, params in tqdm(runs, desc="scoring", unit="run", disable=None):
@@ -45,6 +41,16 @@ def score_experiment(store: ResultsDir, cfg: ExperimentConfig, prompts: list[Pro
         rows.append({"run": run, "sampler": sampler, "params": params,
                      "metrics": scores["metrics"], "ci": scores["ci"]})
     return rows
+
+
+def scoring_context(store: ResultsDir, cfg: ExperimentConfig, prompts: list[Prompt], device: str) -> ScoringContext:
+    """What every scorer may use besides a run's generations (the human row among it)."""
+    return ScoringContext(human=aligned(store, HUMAN_RUN, prompts), resamples=cfg.bootstrap.resamples,
+                          seed=cfg.seed if cfg.bootstrap.seed is None else cfg.bootstrap.seed,
+                          cache_dir=store.root / "cache", model_name=cfg.model.name, device=device,
+                          results_dir=store.root, runs=(HUMAN_RUN, *(s.name for s in cfg.samplers)),
+                          contexts=[p.context_ids for p in prompts],
+                          context_texts=[p.context_text for p in prompts])
 
 
 def cached_scores(store: ResultsDir, run: str, gens: list[Generation], scorers, ctx: ScoringContext,
@@ -109,3 +115,28 @@ def missing_features(store: ResultsDir, cfg: ExperimentConfig, prompts: list[Pro
         if not feature_cache_path(featurizer, texts, store.root / "cache", run).is_file():
             out.append((run, texts))
     return out
+
+
+def share_judging(world: World, store: ResultsDir, cfg: ExperimentConfig, prompts: list[Prompt], device: str) -> None:
+    """Under torchrun, the judge scorers' forward passes (judge_perplexity, judge_typicality) are
+    shared as the featurisers' are: for every run whose values are not cached, rank 0 lists the
+    judge's inputs and their fixed batches, every rank computes its share of the batches on its
+    own copy of the judge, and rank 0 writes the run's cache file, where the scorer then finds
+    it. A world of one leaves it to the scorers."""
+    if not world.distributed:
+        return
+    judges = [scorer for scorer in (spec.build() for spec in cfg.scorers) if hasattr(scorer, "pending")]
+    if not judges:
+        return
+    ctx = world.everywhere(lambda: scoring_context(store, cfg, prompts, device))
+    for scorer in judges:
+        for run in ctx.runs:
+            work = world.on_main(lambda: scorer.pending(
+                list(ctx.human) if run == HUMAN_RUN else aligned(store, run, prompts), ctx))
+            if work is None:
+                continue
+            parts: list[np.ndarray] = []
+            for_each_share(world, list(work.batches), lambda batch: scorer.compute(work, batch, ctx),
+                           lambda batch, rows: parts.append(rows))
+            if world.is_main:
+                scorer.finish(work, parts)

@@ -13,8 +13,10 @@ from evalharness.store import write_atomic, write_json
 
 HEADLINE = ("perplexity", "perplexity_sampler", "self_bleu", "zipf", "repetition", "repetition_paper", "huse",
             "distinct_4", "diversity", "mauve", "mean_length", "eos_rate", "human_coverage",
-            "human_perplexity_sampler")
-"""Holtzman et al.'s Table 1 order first (perplexity, Self-BLEU, Zipf, repetition, HUSE)."""
+            "human_perplexity_sampler", "judge_perplexity", "coherence", "people_typicality", "judge_typicality",
+            "huse_judge", "judge_agreement_spearman")
+"""Holtzman et al.'s Table 1 order first (perplexity, Self-BLEU, Zipf, repetition, HUSE); the judge
+columns last, people's rating beside the judge's (columns only appear when some run has them)."""
 PERCENT = ("repetition", "repetition_paper", "eos_rate", "human_coverage")
 
 

@@ -9,12 +9,15 @@ classifiers), judgements (judgements.csv for HUSE)."""
 from evalharness.scorers.base import SCORERS, Scorer, ScoringContext, bootstrap_ci  # noqa: F401
 from evalharness.scorers import length  # noqa: F401
 from evalharness.scorers import perplexity  # noqa: F401
+from evalharness.scorers import judge_perplexity  # noqa: F401
 from evalharness.scorers import repetition  # noqa: F401
 from evalharness.scorers import self_bleu  # noqa: F401
 from evalharness.scorers import zipf  # noqa: F401
 from evalharness.scorers import distinct  # noqa: F401
 from evalharness.scorers import mauve  # noqa: F401
+from evalharness.scorers import coherence  # noqa: F401
 from evalharness.scorers import human_support  # noqa: F401
 from evalharness.scorers import huse  # noqa: F401
+from evalharness.scorers import judge_typicality  # noqa: F401
 from evalharness.scorers import detectability  # noqa: F401
 from evalharness.scorers import evaluate_metric  # noqa: F401

@@ -38,6 +38,9 @@ class ScoringContext:
     contexts: Sequence[Sequence[int]] = ()
     """Context token ids of each prompt, in the same order as `human` (empty when unknown), for
     scorers that score continuations given their context (detectability's GLTR features)."""
+    context_texts: Sequence[str] = ()
+    """Context text of each prompt, in the same order as `human` (empty when unknown), for
+    scorers that read the context with another tokenizer or an embedding model (the judges)."""
 
 
 class Scorer:

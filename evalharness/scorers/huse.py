@@ -146,6 +146,11 @@ class Huse(Scorer):
 
     def score(self, generations: Sequence[Generation], ctx: ScoringContext) -> ScoreResult:
         rated = judgements_file.load(self.path(ctx), ctx.runs, tuple(h.prompt_id for h in ctx.human))
+        return self.score_rated(generations, ctx, rated)
+
+    def score_rated(self, generations: Sequence[Generation], ctx: ScoringContext, rated) -> ScoreResult:
+        """HUSE of the run from `rated`, anything whose mean_typicality(run) gives {prompt id:
+        rating}: people's judgements, or a judge model's ratings (the huse_judge metric)."""
         if not generations or generations[0].run == HUMAN_RUN:
             return ScoreResult(values={})
         items = collect_items(generations, ctx, rated)

@@ -7,9 +7,10 @@ One row per rating, columns (others are ignored):
     typicality  an integer 1-6, the scale of Holtzman et al.'s MTurk form (after Hashimoto et al.
                 2019): 1 Invalid, 2 Rare, 3 Specific, 4 Average, 5 Typical, 6 Very typical
 The file sits in the results folder (written by `python -m evalharness annotate export DIR`),
-or anywhere given as the `judgements` option of the `huse` scorer. A bad row (unknown run or
-prompt, a rating outside 1-6, an empty annotator, the same annotator rating the same run and
-prompt twice) stops scoring with one line naming the file, line and problem.
+or anywhere given as the `judgements` option of the `huse` scorer. Rows of a run that is not in
+the experiment (a stale run folder, a run dropped from the config) are skipped with a one-line
+note. A bad row (unknown prompt, a rating outside 1-6, an empty annotator, the same annotator
+rating the same run and prompt twice) stops scoring with one line naming the file, line and problem.
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ from __future__ import annotations
 import csv
 import functools
 import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from evalharness.records import TYPICALITY_SCALE as RATING_SCALE
 from evalharness.errors import UserError
+
+logger = logging.getLogger(__name__)
 
 FILE = "judgements.csv"
 COLUMNS = ("run", "prompt_id", "annotator", "typicality")
@@ -83,9 +87,13 @@ def _rows(reader: csv.DictReader, path: Path, runs: set[str], prompt_ids: set[st
         raise UserError(f"{path}, line 1: missing column(s) {', '.join(missing)}; expected {','.join(COLUMNS)}")
     ratings: dict[tuple[str, str], list[int]] = {}
     first_seen: dict[tuple[str, str, str], int] = {}
+    skipped: dict[str, int] = {}
     for row in reader:
         line = reader.line_num
         run, pid, annotator, value = (str(row.get(c) or "").strip() for c in COLUMNS)
+        if run not in runs and run:
+            skipped[run] = skipped.get(run, 0) + 1
+            continue
         problem = _problem(run, pid, annotator, value, runs, prompt_ids)
         key = (annotator, run, pid)
         if problem is None and key in first_seen:
@@ -95,6 +103,9 @@ def _rows(reader: csv.DictReader, path: Path, runs: set[str], prompt_ids: set[st
             raise UserError(f"{path}, line {line}: {problem}")
         first_seen[key] = line
         ratings.setdefault((run, pid), []).append(int(value))
+    if skipped:
+        logger.info("note: huse: %s rates run(s) not in the experiment, skipped: %s", path,
+                    ", ".join(f"{run} ({count} rows)" for run, count in sorted(skipped.items())))
     return ratings
 
 

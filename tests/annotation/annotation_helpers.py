@@ -6,8 +6,8 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -50,12 +50,6 @@ def write_results(root: Path, runs: list[str], prompts: int, inject: bool = Fals
     return root
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def cli_env() -> dict:
     return {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
 
@@ -65,52 +59,64 @@ def annotate_cli(*args, timeout: float = 120) -> subprocess.CompletedProcess:
                           text=True, env=cli_env(), timeout=timeout)
 
 
+SERVING = re.compile(r"^serving on http://127\.0\.0\.1:(\d+) ", re.MULTILINE)
+
+
 class Server:
-    """`python -m evalharness annotate RESULTS ...` on 127.0.0.1:<free port>, in its own
-    process group; stop() (or kill()) always ends it."""
+    """`python -m evalharness annotate RESULTS --port 0 ...` on 127.0.0.1: the server binds a
+    free port itself and prints it (no probe bound and closed first, so no race for it); in its
+    own process group; stop() (or kill()) always ends it."""
 
     def __init__(self, root: Path, *options) -> None:
         self.root = Path(root)
-        self.port = free_port()
-        self.log = self.root.parent / f"server-{self.port}.log"
+        self.log = self.root.parent / f"server-{time.monotonic_ns()}.log"
         with open(self.log, "w") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "evalharness", "annotate", str(root), "--port", str(self.port), *map(str, options)],
+                [sys.executable, "-m", "evalharness", "annotate", str(root), "--port", "0", *map(str, options)],
                 stdout=log, stderr=subprocess.STDOUT, env=cli_env(), start_new_session=True)
-        self.wait_ready()
+        self.port = self.wait_ready()
 
-    def wait_ready(self) -> None:
+    def wait_ready(self) -> int:
         deadline = time.monotonic() + STARTUP_SECONDS
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"annotate exited with {self.process.returncode}:\n{self.log.read_text()}")
-            try:
-                if request(self.port, "GET", "/", timeout=2)[0] == 200:
-                    return
-            except OSError:
-                time.sleep(0.2)
+            found = SERVING.search(self.log.read_text())
+            if found:
+                try:
+                    if request(int(found.group(1)), "GET", "/", timeout=2)[0] == 200:
+                        return int(found.group(1))
+                except OSError:
+                    pass
+            time.sleep(0.2)
         self.kill()
         raise RuntimeError(f"annotate did not answer within {STARTUP_SECONDS} s:\n{self.log.read_text()}")
 
     def links(self) -> dict[str, str]:
         lines = (self.root / "annotation" / "links.csv").read_text().splitlines()[1:]
-        return {name: url.split("token=", 1)[1] for name, url in (line.split(",", 1) for line in lines)}
+        return {name: url.split("#token=", 1)[1] for name, url in (line.split(",", 1) for line in lines)}
 
-    def get(self, path: str):
-        return request(self.port, "GET", path)
+    def get(self, path: str, token: str | None = None):
+        return request(self.port, "GET", path, headers=bearer(token))
 
-    def post(self, path: str, body, content_type: str = "application/json"):
+    def post(self, path: str, body, content_type: str = "application/json", token: str | None = None):
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        return request(self.port, "POST", path, data, {"Content-Type": content_type})
+        return request(self.port, "POST", path, data, {"Content-Type": content_type, **bearer(token)})
 
     def hit(self, token: str) -> dict:
-        status, _, body = self.get(f"/api/hit?token={token}")
+        status, _, body = self.get("/api/hit", token)
         assert status == 200, body
         return json.loads(body)
 
     def submit(self, token: str, hit_id: str, ratings: dict[str, int]):
-        return self.post("/api/ratings", {"token": token, "hit_id": hit_id,
-                                          "ratings": [{"item_id": k, "typicality": v} for k, v in ratings.items()]})
+        return self.post("/api/ratings", {"hit_id": hit_id,
+                                          "ratings": [{"item_id": k, "typicality": v} for k, v in ratings.items()]},
+                         token=token)
+
+    def join(self, study: str, participant: str):
+        """-> (status, the answer's JSON)."""
+        status, _, body = self.post("/api/prolific", {"study": study, "participant": participant})
+        return status, json.loads(body)
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.process.poll() is None:
@@ -120,6 +126,10 @@ class Server:
     def stop(self) -> None:
         if self.process.poll() is None:
             self.kill(signal.SIGTERM)
+
+
+def bearer(token: str | None) -> dict:
+    return {} if token is None else {"Authorization": f"Bearer {token}"}
 
 
 def request(port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
@@ -138,6 +148,15 @@ def read_db(root: Path, query: str, params=()) -> list[tuple]:
     db = sqlite3.connect(f"file:{root / 'annotation' / 'judgements.sqlite'}?mode=ro", uri=True, timeout=30)
     try:
         return db.execute(query, params).fetchall()
+    finally:
+        db.close()
+
+
+def write_db(root: Path, statement: str, params=()) -> None:
+    """One write to the store behind the server's back (to age a HIT, or to inject a failure)."""
+    db = sqlite3.connect(root / "annotation" / "judgements.sqlite", isolation_level=None, timeout=30)
+    try:
+        db.execute(statement, params)
     finally:
         db.close()
 

@@ -1,7 +1,9 @@
 """The rating page in headless chromium (tests/chromium.py), served by the real `annotate`
-command: rate a HIT with the keyboard only, submit with Enter, get the next HIT, finish; the
-ratings are in SQLite; markup and script in a generation stay visible text and run nothing.
-Also the MTurk question template, filled in with a batch row as MTurk would.
+command: rate a HIT with the keyboard only (each rating saved as it is made), move on with
+Enter, get the next HIT, finish; the ratings are in SQLite; the token leaves the address bar
+and a reload resumes the HIT; markup and script in a generation stay visible text and run
+nothing. Also the MTurk question template, filled in with a batch row as MTurk would, its
+texts in an order of each worker's own.
 
 A screenshot of the page is kept in the test's tmp folder (and copied to
 $EVALHARNESS_SCREENSHOTS when that is set)."""
@@ -14,8 +16,9 @@ import time
 
 import pytest
 
-from annotation_helpers import INJECTED, Server, load_plan, read_db, write_results
+from annotation_helpers import INJECTED, Server, load_plan, read_db, write_db, write_results
 from chromium import keep_screenshot
+from evalharness.annotation.crowd import study_token
 from evalharness.cli import main
 
 RUNS = ["human", "greedy"]
@@ -26,7 +29,7 @@ KEYS = {str(d): 48 + d for d in range(10)} | {"Enter": 13}
 def served(browser, tmp_path_factory):
     """Requested after `browser`, so no server starts where the test will skip."""
     root = write_results(tmp_path_factory.mktemp("page") / "results", RUNS, prompts=4, inject=True)
-    server = Server(root, "--per-item", 2, "--hit-size", 4, "--annotators", 2)
+    server = Server(root, "--per-item", 3, "--hit-size", 4, "--annotators", 3)
     yield server
     server.stop()
 
@@ -152,6 +155,79 @@ def test_the_page_fits_a_phone(browser, served):
                                                              "mobile": False})
 
 
+def open_link(browser, url: str) -> None:
+    """A fresh load (from another page, a fragment-only change would not reload)."""
+    browser.load_url("about:blank")
+    browser.load_url(url)
+
+
+def test_the_token_leaves_the_address_bar_and_a_reload_resumes(browser, served):
+    token, base = served.links()["a03"], f"http://127.0.0.1:{served.port}/"
+    open_link(browser, f"{base}#token={token}")
+    wait_until(browser, "document.querySelectorAll('#items .item').length === 4")
+    assert browser.evaluate("location.href") == base  # no token in the address bar (or the history entry)
+    first = facts(browser)
+    press(browser, "3")
+    press(browser, "5")  # two ratings, no submit: each is saved as it is made
+    wait_until(browser, f"{STATUS} === 'Saved.'")
+    deadline = time.monotonic() + 30
+    while len(read_db(served.root, "SELECT 1 FROM ratings WHERE annotator = 'a03'")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sorted(v for (v,) in read_db(served.root, "SELECT typicality FROM ratings WHERE annotator = 'a03'")) == [3, 5]
+    browser.events.clear()
+    browser.send("Page.reload")
+    browser.wait_for("Page.loadEventFired")
+    wait_until(browser, "document.querySelectorAll('#items .item').length === 4")
+    resumed = facts(browser)
+    assert resumed["texts"] == first["texts"] and resumed["checked"] == ["3", "5", None, None]
+    assert browser.evaluate("location.href") == base
+    open_link(browser, f"{base}?token={token}")  # an old link: redirected to the fragment form, then cleared
+    wait_until(browser, "document.querySelectorAll('#items .item').length === 4")
+    assert browser.evaluate("location.href") == base and facts(browser)["texts"] == first["texts"]
+    assert token not in served.log.read_text().split("serving on", 1)[1]  # printed once at the start, never logged
+    assert browser.errors() == [] and no_dialogs(browser)
+
+
+def test_a_full_study_says_so(browser, served):
+    """Its 3 places taken (no HIT claimed, so the other tests are not disturbed), a fourth
+    participant gets a page that says the study is full, and the link leaves the address bar."""
+    link = study_token(load_plan(served.root), load_plan(served.root).groups[-1].group_id)
+    assert [served.join(link, f"taken{n}")[0] for n in range(3)] == [200] * 3
+    base = f"http://127.0.0.1:{served.port}/"
+    open_link(browser, f"{base}?study={link}&PROLIFIC_PID=late1&STUDY_ID=s&SESSION_ID=x")
+    wait_until(browser, "!document.getElementById('finished').hidden")
+    closed = json.loads(browser.evaluate("JSON.stringify([document.getElementById('finished-title').textContent, "
+                                         "document.getElementById('finished-text').textContent, "
+                                         "document.getElementById('hit').hidden, location.href])"))
+    assert closed[0] == "This study is not open to you" and closed[1].startswith("Study full: all 3 places")
+    assert closed[2] is True and closed[3] == base
+    unexpected = [e for e in browser.errors() if "responded with a status of 409" not in e]  # the refusal itself
+    assert unexpected == [] and no_dialogs(browser)
+
+
+def test_a_holder_who_lost_the_hit_is_told_and_gets_the_next_one(browser, tmp_path):
+    root = write_results(tmp_path / "results", ["human"], prompts=4)
+    server = Server(root, "--per-item", 1, "--hit-size", 2, "--annotators", 1)
+    try:
+        open_link(browser, f"http://127.0.0.1:{server.port}/#token={server.links()['a01']}")
+        wait_until(browser, "document.querySelectorAll('#items .item').length === 2")
+        first = facts(browser)["texts"]
+        press(browser, "4")
+        wait_until(browser, f"{STATUS} === 'Saved.'")
+        (hit_id, group_id), = read_db(root, "SELECT hit_id, group_id FROM assignments WHERE annotator = 'a01'")
+        write_db(root, "UPDATE assignments SET last_active_at = last_active_at - 3 * 3600")  # 3 h idle
+        status, joined = server.join(study_token(load_plan(root), group_id), "waiting1")
+        assert status == 200 and server.hit(joined["token"])["hit_id"] == hit_id  # passed on
+        press(browser, "5")  # the idle holder comes back: told, and given the next HIT
+        wait_until(browser, f"{STATUS}.includes('passed to another annotator')")
+        wait_until(browser, "document.querySelectorAll('#items .item').length === 2")
+        assert set(facts(browser)["texts"]).isdisjoint(first)
+        assert read_db(root, "SELECT COUNT(*) FROM ratings WHERE annotator = 'a01'") == [(0,)]
+        assert read_db(root, "SELECT typicality FROM rating_history WHERE annotator = 'a01'") == [(4,)]
+    finally:
+        server.stop()
+
+
 def test_the_mturk_template_shows_texts_as_text(browser, tmp_path):
     import csv
 
@@ -164,12 +240,22 @@ def test_the_mturk_template_shows_texts_as_text(browser, tmp_path):
     page = re.sub(r"\$\{(\w+)\}", lambda m: row[m.group(1)], template)  # MTurk's substitution
     page = page.replace('<script src="https://assets.crowd.aws/crowd-html-elements.js"></script>', "")  # offline
     (tmp_path / "hit.html").write_text(page, encoding="utf-8")
-    browser.load(tmp_path / "hit.html")
-    shown = json.loads(browser.evaluate("JSON.stringify(Array.from(document.querySelectorAll('section.item .text'))"
-                                        ".map(p => p.textContent))"))
     plan = load_plan(root)
     group = plan.group_by_id[row["group_id"]]
-    assert shown == [plan.items[i].text for i in group.item_ids]
+    orders = {}
+    for worker in ("A1WORKER", "A2WORKER", "A3WORKER", "A4WORKER", "A1WORKER"):
+        browser.load_url((tmp_path / "hit.html").resolve().as_uri() + f"?assignmentId=X{worker}&workerId={worker}")
+        shown = json.loads(browser.evaluate("JSON.stringify(Array.from(document.querySelectorAll('section.item'))"
+                                            ".map(s => [s.querySelector('.text').textContent, "
+                                            "s.querySelector('input[type=hidden]').value, "
+                                            "s.querySelector('legend').textContent]))"))
+        by_id = {item_id: text for text, item_id, _ in shown}
+        assert by_id == {i: plan.items[i].text for i in group.item_ids}  # each text with its own item id
+        assert [legend for *_, legend in shown] == [f"Text {k}: how typical is it?" for k in range(1, len(shown) + 1)]
+        order = [item_id for _, item_id, _ in shown]
+        assert orders.setdefault(worker, order) == order  # a reload keeps a worker's order
+    assert len({tuple(order) for order in orders.values()}) > 1  # workers do not all see one order
+    shown = [text for text, *_ in shown]
     assert "Café ☕ 🙂 日本語\nline two" in shown and any(INJECTED in text for text in shown)
     assert browser.evaluate("document.querySelectorAll('section.item img, section.item script').length") == 0
     assert browser.errors() == [] and no_dialogs(browser)

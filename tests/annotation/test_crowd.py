@@ -1,5 +1,7 @@
 """`annotate mturk` (batch CSV, question template, Prolific studies) and `annotate import` of
-MTurk's results CSV, round-tripped through a simulated MTurk batch into judgements.csv."""
+MTurk's results CSV, round-tripped through a simulated MTurk batch into judgements.csv; the
+approval gate (Submitted = pending, Rejected = withdrawn, a re-import applies changed statuses);
+`annotate export --runs` and a run that left the results folder."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import shutil
 import pytest
 
 from annotation_helpers import INJECTED, load_plan, read_db, write_results
-from evalharness.annotation.crowd import completion_code, study_token
+from evalharness.annotation.crowd import completion_code, groups_in_plan_order, study_token, worker_name
 from evalharness.cli import main
 
 RUNS = ["human", "greedy", "top_k-k=40"]
@@ -41,9 +43,12 @@ def read_csv(path) -> list[dict]:
 def test_batch_rows_carry_every_text_exactly(crowd):
     plan = load_plan(crowd)
     rows = read_csv(crowd / "annotation" / "mturk_batch.csv")
-    assert [row["group_id"] for row in rows] == [g.group_id for g in plan.groups]
+    first_copies = [hit.group_id for hit in plan.hits if hit.replica == 0]
+    assert [row["group_id"] for row in rows] == first_copies  # the plan's shuffled order...
+    runs = [plan.group_by_id[row["group_id"]].run for row in rows]
+    assert runs != sorted(runs, key=RUNS.index)  # ...not grouped by run (seed 0)
     shown = {}
-    for row, group in zip(rows, plan.groups):
+    for row, group in zip(rows, groups_in_plan_order(plan)):
         for i, item_id in enumerate(group.item_ids, 1):
             assert row[f"item_{i}_id"] == item_id
             shown[item_id] = base64.b64decode(row[f"item_{i}_b64"]).decode("utf-8")
@@ -72,20 +77,22 @@ def test_prolific_studies(crowd):
                                       "&PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STUDY_ID%}}&SESSION_ID={{%SESSION_ID%}}")
 
 
-def mturk_results(root, answer=None) -> list[dict]:
+def mturk_results(root, answer=None, status="Approved") -> list[dict]:
     """What MTurk's 'Download CSV' gives for the batch: one row per assignment, the batch's
-    columns as Input.*, the form's fields as Answer.*; one extra assignment is rejected."""
+    columns as Input.*, the form's fields as Answer.*; one extra assignment is rejected (and
+    answered nonsense, which a rejected row may)."""
     plan = load_plan(root)
     rows = []
     for n, batch_row in enumerate(read_csv(root / "annotation" / "mturk_batch.csv")):
         group = plan.group_by_id[batch_row["group_id"]]
         for w, worker in enumerate(WORKERS + (["AREJECTED00"] if n == 0 else [])):
             row = {"HITId": f"3HIT{n:04d}", "AssignmentId": f"3ASG{n:04d}{w}", "WorkerId": worker,
-                   "AssignmentStatus": "Rejected" if worker == "AREJECTED00" else "Submitted",
+                   "AssignmentStatus": "Rejected" if worker == "AREJECTED00" else status,
                    **{f"Input.{k}": v for k, v in batch_row.items()}, "Answer.group_id": group.group_id}
             for i in range(1, 5):
                 item = plan.items[group.item_ids[i - 1]] if i <= len(group.item_ids) else None
                 value = (answer or rule)(item.run, item.prompt_id, worker) if item else ""
+                value = "nonsense" if worker == "AREJECTED00" else value
                 row[f"Answer.item_{i}"] = str(value)
             rows.append(row)
     return rows
@@ -105,10 +112,12 @@ def test_import_then_export_gives_every_rating_once(crowd, tmp_path, capsys):
     results = write_results_csv(tmp_path / "Batch_1_batch_results.csv", mturk_results(root))
     assert main(["annotate", "import", str(root), str(results)]) == 0
     plan = load_plan(root)
-    assert f"imported {3 * len(plan.groups)} assignments ({3 * len(plan.items)} ratings)" in capsys.readouterr().out
+    rows = 3 * len(plan.groups) + 1
+    assert (f"MTurk: {rows} rows; {rows} new, 0 changed status, 0 unchanged; {3 * len(plan.items)} ratings added, "
+            "0 withdrawn") in capsys.readouterr().out
     history = read_db(root, "SELECT COUNT(*) FROM rating_history")
     assert main(["annotate", "import", str(root), str(results)]) == 0  # again: nothing new
-    assert "imported 0 assignments" in capsys.readouterr().out
+    assert f"0 new, 0 changed status, {rows} unchanged; 0 ratings added" in capsys.readouterr().out
     assert read_db(root, "SELECT COUNT(*) FROM rating_history") == history
     assert main(["annotate", "export", str(root)]) == 0
     rows = read_csv(root / "judgements.csv")
@@ -162,11 +171,71 @@ def test_a_bad_row_stops_the_import_and_imports_nothing(crowd, tmp_path, capsys,
     err = capsys.readouterr().err
     assert re.search(message, err) and err.count("\n") == 1, err
     assert read_db(root, "SELECT COUNT(*) FROM ratings") == [(0,)]
-    assert read_db(root, "SELECT COUNT(*) FROM imported_assignments") == [(0,)]
+    assert read_db(root, "SELECT COUNT(*) FROM approvals") == [(0,)]
 
 
 def test_a_file_that_is_not_an_mturk_results_csv(crowd, tmp_path, capsys):
     path = tmp_path / "other.csv"
     path.write_text("a,b\n1,2\n")
     assert main(["annotate", "import", str(crowd), str(path)]) == 2
-    assert "no column AssignmentId" in capsys.readouterr().err
+    assert "no column AssignmentId (MTurk's batch results) nor Submission id" in capsys.readouterr().err
+
+
+def export_rows(root, *options) -> list[dict]:
+    assert main(["annotate", "export", str(root), *options]) == 0
+    return read_csv(root / "judgements.csv")
+
+
+def test_approval_gates_mturk_ratings_and_a_reimport_applies_changed_statuses(crowd, tmp_path, capsys):
+    root = shutil.copytree(crowd, tmp_path / "copy")
+    plan = load_plan(root)
+    submitted = mturk_results(root, status="Submitted")
+    assert main(["annotate", "import", str(root), str(write_results_csv(tmp_path / "r1.csv", submitted))]) == 0
+    assert export_rows(root) == []  # awaiting approval: left out, and said so
+    assert f"note: {3 * len(plan.items)} crowd ratings awaiting approval left out" in capsys.readouterr().out
+    assert len(export_rows(root, "--include-pending")) == 3 * len(plan.items)
+    approved = [{**row, "AssignmentStatus": "Approved" if row["AssignmentStatus"] == "Submitted" else "Rejected"}
+                for row in submitted]
+    flipped = approved[1]
+    flipped["AssignmentStatus"] = "Rejected"  # rejected after all (it was pending)
+    assert main(["annotate", "import", str(root), str(write_results_csv(tmp_path / "r2.csv", approved))]) == 0
+    group = plan.group_by_id[flipped["Input.group_id"]]
+    assert f"{3 * len(plan.groups)} changed status, 1 unchanged; 0 ratings added, {len(group.item_ids)} withdrawn" \
+        in capsys.readouterr().out
+    rows = export_rows(root)
+    assert len(rows) == 3 * len(plan.items) - len(group.item_ids)
+    gone = {(plan.items[i].run, plan.items[i].prompt_id) for i in group.item_ids}
+    rejected_worker = worker_name(plan, flipped["WorkerId"])
+    assert not [r for r in rows if (r["run"], r["prompt_id"]) in gone and r["annotator"] == rejected_worker]
+    assert all(sum(1 for x in rows if (x["run"], x["prompt_id"]) == key) == 2 for key in gone)
+    assert read_db(root, "SELECT COUNT(*) FROM rating_history") == [(3 * len(plan.items),)]  # history kept
+    flipped["AssignmentStatus"] = "Approved"  # the rejection reversed on MTurk: the ratings come back
+    assert main(["annotate", "import", str(root), str(write_results_csv(tmp_path / "r3.csv", approved))]) == 0
+    assert len(export_rows(root)) == 3 * len(plan.items)
+
+
+def test_an_unknown_mturk_status_stops_the_import(crowd, tmp_path, capsys):
+    root = shutil.copytree(crowd, tmp_path / "copy")
+    rows = mturk_results(root)
+    rows[2]["AssignmentStatus"] = "Rejected "  # whitespace is tolerated...
+    rows[3]["AssignmentStatus"] = "rejected"   # ...another word is not
+    assert main(["annotate", "import", str(root), str(write_results_csv(tmp_path / "r.csv", rows))]) == 2
+    assert "line 5: AssignmentStatus 'rejected' is none of Submitted, Approved, Rejected" in capsys.readouterr().err
+    assert read_db(root, "SELECT COUNT(*) FROM ratings") == [(0,)]
+
+
+def test_export_runs_and_a_run_gone_from_the_results_folder(crowd, tmp_path, capsys):
+    root = shutil.copytree(crowd, tmp_path / "copy")
+    plan = load_plan(root)
+    assert main(["annotate", "import", str(root), str(write_results_csv(tmp_path / "r.csv", mturk_results(root)))]) == 0
+    per_run = {run: 3 * sum(1 for i in plan.items.values() if i.run == run) for run in RUNS}
+    rows = export_rows(root, "--runs", "human,greedy")
+    assert {r["run"] for r in rows} == {"human", "greedy"} and len(rows) == per_run["human"] + per_run["greedy"]
+    shutil.rmtree(root / "greedy")  # a stale run: its generations are gone
+    capsys.readouterr()
+    rows = export_rows(root)
+    assert {r["run"] for r in rows} == {"human", "top_k-k=40"}
+    notes = [line for line in capsys.readouterr().err.splitlines() if "greedy" in line]
+    assert len(notes) == 1 and notes[0].startswith("note: annotate export: run greedy")
+    assert main(["annotate", "export", str(root), "--runs", "beam"]) == 2
+    assert "--runs: beam is not a run of annotation/plan.json" in capsys.readouterr().err

@@ -165,12 +165,32 @@ def test_a_hit_abandoned_for_hours_passes_to_someone_waiting(tmp_path):
         assert store.current_or_next_hit(second) is None  # reserved while recent
         store.db.execute("UPDATE assignments SET claimed_at = claimed_at - ? WHERE hit_id = ?",
                          (HOLD_SECONDS + 1, held.hit_id))
+        assert store.current_or_next_hit(second) is None  # claimed long ago, but rated a moment ago
+        store.db.execute("UPDATE assignments SET last_active_at = last_active_at - ? WHERE hit_id = ?",
+                         (HOLD_SECONDS + 1, held.hit_id))
         assert store.current_or_next_hit(second) == held
-        with pytest.raises(Rejected):
+        with pytest.raises(Rejected, match="passed to another annotator") as lost:
             store.submit(first, held.hit_id, [(held.item_ids[1], 2)])
-        assert store.ratings_of(first, held.item_ids) == {held.item_ids[0]: 6}
+        assert lost.value.status == 409
+        assert store.ratings_of(first, held.item_ids) == {}  # withdrawn: never more than per_item current ratings
+        history = store.db.execute("SELECT item_id, typicality FROM rating_history WHERE annotator = ?",
+                                   (first.name,)).fetchall()
+        assert history == [(held.item_ids[0], 6)]  # ...and kept in the history
     finally:
         store.close()
+
+
+def test_a_store_of_the_earlier_layout_is_a_user_error(tmp_path):
+    """Tokens were stored in clear before; such a store is refused with one line, not migrated."""
+    import sqlite3
+
+    root = write_results(tmp_path / "r", RUNS, prompts=2)
+    plan, _ = ensure_plan(root, {"runs": None, "per_item": 1, "hit_size": 2, "with_context": None, "seed": None})
+    old = sqlite3.connect(root / "annotation" / "judgements.sqlite")
+    old.execute("CREATE TABLE annotators (annotator TEXT PRIMARY KEY, token TEXT NOT NULL UNIQUE)")
+    old.close()
+    with pytest.raises(UserError, match=r"judgements.sqlite: written by an earlier evalharness \(store version 0"):
+        JudgementStore(root, plan)
 
 
 def test_a_failing_submission_stores_nothing(store, monkeypatch):
@@ -199,19 +219,22 @@ def test_help_documents_both_forms(capsys):
     assert exit_status.value.code == 0
     text = capsys.readouterr().out
     for form in ("annotate RESULTS_DIR [--runs", "--prompts", "annotate export RESULTS_DIR", "annotate mturk RESULTS_DIR",
-                 "annotate import RESULTS_DIR BATCH_RESULTS_CSV", "--per-item", "--hit-size", "--with-context",
+                 "annotate import RESULTS_DIR RESULTS_CSV", "--per-item", "--include-pending", "--hold-minutes", "--hit-size", "--with-context",
                  "--annotators", "--host", "--port", "--seed"):
         assert form in text, form
 
 
 @pytest.mark.parametrize("argv, message", [
     (["export", "{root}", "--port", "9"], "--port: does not apply to `annotate export`"),
-    (["import", "{root}"], "annotate import: expected RESULTS_DIR BATCH_RESULTS_CSV"),
+    (["import", "{root}"], "annotate import: expected RESULTS_DIR RESULTS_CSV"),
     (["export", "{root}"], "no study planned here yet"),
     (["import", "{root}", "{root}/nothing.csv"], "no such file"),
     (["{root}/missing"], "no such results folder"),
     (["{root}", "--runs", "nope"], "--runs: no generations for nope"),
     (["{root}", "--annotators", "0"], "--annotators: must be an integer >= 1"),
+    (["{root}", "--hold-minutes", "0"], "--hold-minutes: must be a number of minutes > 0"),
+    (["export", "{root}", "--hold-minutes", "5"], "--hold-minutes: does not apply to `annotate export`"),
+    (["mturk", "{root}", "--include-pending"], "--include-pending: does not apply to `annotate mturk`"),
     (["mturk", "{root}", "--public-url", "ftp://x"], "--public-url: must start with http"),
 ])
 def test_command_line_mistakes_exit_2_with_one_line(tmp_path, capsys, argv, message):
@@ -235,13 +258,19 @@ def test_a_public_host_warns(tmp_path, capsys, monkeypatch):
     import uvicorn
 
     served = []
-    monkeypatch.setattr(uvicorn.Server, "run", lambda self: served.append(self.config))
-    monkeypatch.setattr("evalharness.annotation.app.check_port", lambda host, port: None)
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets: served.append((self.config, sockets)))
+    bound = []
+
+    def loopback_instead(host, port):  # the test listens on loopback only
+        bound.append((host, port))
+        return socket.create_server(("127.0.0.1", 0))
+
+    monkeypatch.setattr("evalharness.annotation.app.listen", loopback_instead)
     root = write_results(tmp_path / "r", RUNS, prompts=2)
     assert main(["annotate", str(root), "--host", "0.0.0.0", "--port", "8123", "--annotators", "2",
                  "--public-url", "https://rate.example.org/study/"]) == 0
     out = capsys.readouterr()
     assert "reachable from the network" in out.err
-    assert served[0].host == "0.0.0.0" and served[0].access_log is False
-    assert "https://rate.example.org/study/?token=" in out.out
+    assert bound == [("0.0.0.0", 8123)] and served[0][0].access_log is False and len(served[0][1]) == 1
+    assert "https://rate.example.org/study/#token=" in out.out
     assert load_plan(root) is not None

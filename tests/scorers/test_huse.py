@@ -77,7 +77,7 @@ def test_judgements_are_read_and_averaged(tmp_path):
 
 
 @pytest.mark.parametrize("rows,line,problem", [
-    ("human,00000,a,5\nbeam,00000,a,3\n", 3, "unknown run 'beam'"),
+    ("human,00000,a,5\n,00000,a,3\n", 3, "unknown run ''"),
     ("human,00009,a,5\n", 2, "unknown prompt_id '00009'"),
     ("human,00000,a,7\n", 2, "typicality must be an integer from 1 to 6"),
     ("human,00000,a,0\n", 2, "typicality must be an integer from 1 to 6"),
@@ -90,6 +90,16 @@ def test_a_bad_row_names_file_line_and_problem(tmp_path, rows, line, problem):
     path = write(tmp_path, rows)
     with pytest.raises(UserError, match=rf"^{re.escape(str(path))}, line {line}: {problem}"):
         judgements.load(path, RUNS, PROMPTS)
+
+
+def test_runs_not_in_the_experiment_are_skipped_with_one_note(tmp_path, caplog):
+    """A stale run (its folder left over, or dropped from the config) must not block HUSE for the others."""
+    path = write(tmp_path, "human,00000,a,5\nbeam,00000,a,3\nbeam,00001,b,9\npure,00001,a,2\n")
+    with caplog.at_level("INFO", logger="evalharness.scorers.judgements"):
+        rated = judgements.load(path, RUNS, PROMPTS)
+    assert rated.ratings == {("human", "00000"): (5,), ("pure", "00001"): (2,)}
+    notes = [r.getMessage() for r in caplog.records]
+    assert len(notes) == 1 and notes[0].startswith("note: huse: ") and "beam (2 rows)" in notes[0]
 
 
 def test_missing_or_empty_judgements_say_how_to_get_them(tmp_path):
