@@ -1,4 +1,4 @@
-"""python -m evalharness run|list|... — user errors print one line and exit with status 2."""
+"""evalharness run|list|... (or python -m evalharness) — user errors print one line and exit with status 2."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from pathlib import Path
 
 from evalharness.errors import RankFailure, UserError
 from evalharness.experiment.torchrun import launched_by_torchrun, rank
-from evalharness.generation.allocator import keep_freed_memory
 from evalharness.generation.allocator import keep_freed_memory
 
 
@@ -29,7 +28,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UserError("--batch-size: must be an integer >= 1")
     if args.timeout <= 0:
         raise UserError("--timeout: must be a number of seconds > 0")
-    cfg = config.load(args.experiment)
+    cfg = config.load(args.experiment, args.overrides)
     opts = RunOptions(limit=args.limit, device=args.device, batch_size=args.batch_size,
                       output=Path(args.output) if args.output else None, overwrite=args.overwrite)
     world = parallel.start(opts.device or cfg.model.device, args.timeout)
@@ -50,6 +49,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         cls = SAMPLERS.get(name)
         params = ", ".join(p if d is None else f"{p}={d}" for p, d in cls.parameters()) or "no parameters"
         print(f"  {name:<12} {params:<34} {cls.paper}")
+        if cls.aliases:
+            names = ", ".join(f"{alias} = {field}" for alias, field in cls.aliases.items())
+            print(f"  {'':<12} transformers' names: {names}")
     print("\nScorers (YAML: scorers: [NAME or {name: NAME, OPTION: value}]):")
     for name in SCORERS.names():
         cls = SCORERS.get(name)
@@ -60,7 +62,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m evalharness",
+    parser = argparse.ArgumentParser(prog=program_name(),
                                      description="Compare decoding methods by how human-like their text is.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     add_verbosity(parser, default=0)
@@ -68,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run an experiment YAML end to end")
     run.add_argument("experiment", help="path to the experiment YAML")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a YAML key by its dotted path, value in YAML (repeatable): "
+                          "--set model.name=gpt2 --set data.num_prompts=100 --set samplers.0.p=[0.9,0.95]")
     run.add_argument("--limit", type=int, help="use only the first N prompts")
     run.add_argument("--device", help="override model.device (cpu, cuda, cuda:N, auto)")
     run.add_argument("--batch-size", type=int, help="override model.batch_size")
@@ -85,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
         command_module = importlib.import_module(module)
         command_module.register_command(sub)
     return parser
+
+
+def program_name() -> str:
+    """How the user started us, for --help and usage lines: the console script `evalharness`,
+    or `python -m evalharness` (then sys.argv[0] is the package's __main__.py)."""
+    return "python -m evalharness" if Path(sys.argv[0]).name == "__main__.py" else "evalharness"
 
 
 # Further subcommands live beside the code they drive: each module has
@@ -119,12 +130,28 @@ class NoteFormatter(logging.Formatter):
         return message
 
 
+class StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a record comes (tests and embedding programs swap it;
+    a handler holding the old stream would write into a closed one)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def configure_logging(verbosity: int) -> None:
     """Send the package's log records (logger "evalharness" and its children) to stderr, one line
     each: INFO and up by default, WARNING and up with --quiet, DEBUG and up with --verbose.
     A library user who never calls this sees nothing (evalharness/__init__ adds a NullHandler)
     and can attach handlers of their own instead."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     handler.setFormatter(NoteFormatter())
     logger = logging.getLogger("evalharness")
     logger.handlers = [h for h in logger.handlers if not getattr(h, "evalharness_cli", False)]

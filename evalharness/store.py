@@ -7,6 +7,7 @@ Layout:
   <dir>/<run>/generations.jsonl  one Generation per prompt, appended as they finish
   <dir>/<run>/scores.json        cached scores, keyed by what determines them
   <dir>/human/...                the human continuations, as one more run
+  <dir>/.evalharness.lock        held by the `run` writing the folder (.owner: which process)
 """
 
 from __future__ import annotations
@@ -15,10 +16,14 @@ import hashlib
 import json
 import math
 import os
+import socket
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
+
+import filelock
 
 from evalharness.errors import UserError
 from evalharness.records import Generation, Prompt
@@ -207,3 +212,42 @@ def ensure_writable(root: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise UserError(f"--output: cannot write to {root}: {exc.strerror or exc}") from None
+
+
+LOCK_FILE = ".evalharness.lock"
+OWNER_FILE = ".evalharness.lock.owner"
+LOCK_FILES = (LOCK_FILE, OWNER_FILE)
+
+
+@contextmanager
+def results_lock(root: Path) -> Iterator[None]:
+    """Hold the results folder for one writer (the single-writer assumption of every file in it).
+
+    An OS file lock (filelock: flock on POSIX), so a run that was killed holds nothing: the
+    system releases its lock with its process and the next run goes ahead. Who holds it is
+    written beside it, so a second run can say which process to wait for."""
+    lock = filelock.FileLock(str(root / LOCK_FILE), timeout=0)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
+    except filelock.Timeout:
+        raise UserError(f"{root}: in use by another evalharness run ({lock_owner(root)}); wait for it to end "
+                        "or choose another --output") from None
+    except OSError as exc:
+        raise UserError(f"--output: cannot write to {root}: {exc.strerror or exc}") from None
+    try:
+        (root / OWNER_FILE).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                                   "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
+        yield
+    finally:
+        (root / OWNER_FILE).unlink(missing_ok=True)  # still ours: the lock is released after
+        lock.release()
+
+
+def lock_owner(root: Path) -> str:
+    """"process 1234 on host, since ..." from the owner file, as well as it can be read."""
+    try:
+        owner = json.loads((root / OWNER_FILE).read_text(encoding="utf-8"))
+        return f"process {owner['pid']} on {owner['host']}, since {owner['since']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "process unknown"

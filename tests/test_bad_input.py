@@ -71,6 +71,7 @@ MATRIX = {
 def test_bad_input(case, good, tmp_path, capsys, monkeypatch):
     # An unreachable Hub, whatever this machine's network: what the user sees must not depend on it.
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)  # read when it was imported
     monkeypatch.setattr("evalharness.generation.models.hub_reachable", lambda timeout=5.0: False)
     yaml_path, out = good
     output = out

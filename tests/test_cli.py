@@ -101,7 +101,9 @@ def test_a_changed_seed_is_refused_and_never_mixed_with_old_generations(experime
 def test_list_shows_samplers_scorers_and_papers():
     result = cli("list")
     assert result.returncode == 0
-    for word in ("top_p", "Holtzman", "contrastive", "Su et al.", "self_bleu", "mauve"):
+    for word in ("top_p", "Holtzman", "contrastive", "Su et al.", "self_bleu", "mauve", "mirostat", "Basu et al.",
+                 "top_n_sigma", "Tang et al.", "hf ", "transformers' names: top_p = p",
+                 "transformers' names: penalty_alpha = alpha, top_k = k"):
         assert word in result.stdout
 
 

@@ -95,3 +95,31 @@ def test_missing_and_non_utf8_files(tmp_path):
     bad.write_bytes("name: caf\xe9\n".encode("latin-1"))
     with pytest.raises(UserError, match="not UTF-8"):
         config.load(bad)
+
+
+HF_NAMES = [  # transformers' GenerationConfig name -> the sampler's own parameter (README table)
+    ("top_k", "top_k", 40, "k"), ("top_p", "top_p", 0.9, "p"), ("typical", "typical_p", 0.9, "p"),
+    ("epsilon", "epsilon_cutoff", 0.0003, "epsilon"), ("eta", "eta_cutoff", 0.0009, "eta"),
+    ("min_p", "min_p", 0.1, "p"),
+]
+
+
+@pytest.mark.parametrize("sampler,hf_name,value,own", HF_NAMES)
+def test_transformers_parameter_names_are_aliases_and_run_names_stay(tmp_path, sampler, hf_name, value, own):
+    by_alias = load_text(tmp_path, BASE.replace("[greedy]", f"[{{name: {sampler}, {hf_name}: {value}, temperature: 0.7}}]"))
+    by_field = load_text(tmp_path, BASE.replace("[greedy]", f"[{{name: {sampler}, {own}: {value}, temperature: 0.7}}]"))
+    assert by_alias.samplers == by_field.samplers
+    assert by_alias.samplers[0].name == f"{sampler}-{own}={value}-temperature=0.7"
+
+
+def test_contrastive_takes_penalty_alpha_and_top_k_and_a_grid_through_an_alias(tmp_path):
+    cfg = load_text(tmp_path, BASE.replace("[greedy]", "[{name: contrastive, penalty_alpha: 0.6, top_k: [4, 8]}]"))
+    assert [r.name for r in cfg.samplers] == ["contrastive-alpha=0.6-k=4", "contrastive-alpha=0.6-k=8"]
+
+
+def test_a_parameter_given_under_both_names_is_an_error(tmp_path):
+    with pytest.raises(UserError, match=r"samplers\[0\] \(top_p\): 'p' is given twice \(once as 'top_p'\); keep one"):
+        load_text(tmp_path, BASE.replace("[greedy]", "[{name: top_p, p: 0.9, top_p: 0.95}]"))
+    with pytest.raises(UserError, match=r"unknown parameter 'top_k'; top_p takes: p, temperature, interpolation, "
+                                        r"top_p \(= p\)"):
+        load_text(tmp_path, BASE.replace("[greedy]", "[{name: top_p, top_k: 3}]"))

@@ -17,7 +17,7 @@ from evalharness.experiment import config
 from evalharness.experiment.pipeline import run_meta
 from evalharness.records import Prompt
 from evalharness.samplers import SAMPLERS
-from evalharness.store import ResultsDir
+from evalharness.store import LOCK_FILES, ResultsDir
 from helpers import synthetic_documents, write_experiment, write_jsonl
 
 SAMPLERS_YAML = "[greedy, {name: top_p, p: 0.9}]"
@@ -45,8 +45,9 @@ def copy(made, tmp_path):
 
 
 def snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file's bytes and modification time, but the results lock's (taken by every run)."""
     return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))
-            if p.is_file()}
+            if p.is_file() and p.name not in LOCK_FILES}
 
 
 def run_yaml(tmp_path: Path, text: str, out: Path, capsys) -> tuple[int, str]:

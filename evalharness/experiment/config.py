@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+import difflib
 import itertools
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 
@@ -104,10 +106,25 @@ class ExperimentConfig:
     oracle: OracleConfig = field(default_factory=OracleConfig)
     path: str = ""
     """The YAML file it came from (for messages)."""
+    overrides: tuple[str, ...] = ()
+    """The `--set KEY=VALUE` overrides applied to the file, as given (recorded in the manifest)."""
 
 
-def load(path: str | Path) -> ExperimentConfig:
-    """Read and validate an experiment YAML; every problem is a UserError naming the key."""
+NOT_IN_YAML = ("path", "overrides")
+
+
+def load(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """Read and validate an experiment YAML, with `--set` overrides (dotted.path=value) applied
+    first; every problem is a UserError naming the key (or the override)."""
+    raw = read_yaml(path)
+    merged = apply_overrides(raw, overrides)
+    try:
+        return parse(merged, str(path), tuple(overrides))
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}") from None
+
+
+def read_yaml(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: experiment file not found")
@@ -119,15 +136,12 @@ def load(path: str | Path) -> ExperimentConfig:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         raise UserError(f"{path}: malformed YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    try:
-        return parse(raw, str(path))
-    except UserError as exc:
-        raise UserError(f"{path}: {exc}") from None
+    return raw
 
 
-def parse(raw: Any, path: str = "") -> ExperimentConfig:
+def parse(raw: Any, path: str = "", overrides: tuple[str, ...] = ()) -> ExperimentConfig:
     top = _mapping(raw, "the experiment file", required=("name", "model", "data", "samplers"),
-                   allowed=[f.name for f in fields(ExperimentConfig) if f.name != "path"])
+                   allowed=[f.name for f in fields(ExperimentConfig) if f.name not in NOT_IN_YAML])
     name = _typed(top["name"], "name", str)
     if not name or "/" in name or name.startswith("."):
         raise UserError(f"name: must be a plain folder name (got {name!r})")
@@ -143,8 +157,84 @@ def parse(raw: Any, path: str = "") -> ExperimentConfig:
         description=_typed(top.get("description", ""), "description", str),
         bootstrap=_check_bootstrap(_section(BootstrapConfig, top.get("bootstrap", {}), "bootstrap")),
         oracle=_check_oracle(_section(OracleConfig, top.get("oracle", {}), "oracle")),
-        path=path,
+        path=path, overrides=overrides,
     )
+
+
+# --- overrides ---------------------------------------------------------------------------------
+
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "bootstrap": BootstrapConfig, "oracle": OracleConfig}
+"""The YAML's mapping sections and the dataclass whose fields are their keys."""
+
+
+def apply_overrides(raw: Any, overrides: Sequence[str]) -> Any:
+    """The YAML's content with each `dotted.path=value` set in it (the value parsed as YAML:
+    100 is an integer, [0.9, 0.95] a list, null None). The result is then validated exactly as a
+    file would be. A path must name a key the experiment file may hold: an unknown one is an error
+    naming the closest key. Lists (samplers, scorers) are indexed by position: samplers.0.p=0.9."""
+    if not overrides:
+        return raw
+    merged = copy.deepcopy(raw) if isinstance(raw, dict) else {}
+    for text in overrides:
+        keys, value = _split_override(text)
+        _set_path(merged, keys, value, text)
+    return merged
+
+
+def _split_override(text: str) -> tuple[list[str], Any]:
+    if not isinstance(text, str) or "=" not in text:
+        raise UserError(f"--set {text!r}: write KEY=VALUE with a dotted key, e.g. model.name=gpt2")
+    path, _, value_text = text.partition("=")
+    keys = path.strip().split(".")
+    if not all(keys):
+        raise UserError(f"--set {text!r}: empty key in {path.strip()!r} (write e.g. data.num_prompts=100)")
+    try:
+        value = yaml.safe_load(value_text)
+    except yaml.YAMLError as exc:
+        raise UserError(f"--set {text!r}: the value is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    return keys, value
+
+
+def _allowed_keys(where: tuple[str, ...]) -> list[str] | None:
+    """The keys an override may name at `where` (the keys above it), or None for any key (a
+    sampler's or scorer's parameters, device_map, max_memory: checked when the result is parsed)."""
+    if not where:
+        return [f.name for f in fields(ExperimentConfig) if f.name not in NOT_IN_YAML]
+    if len(where) == 1 and where[0] in SECTIONS:
+        return [f.name for f in fields(SECTIONS[where[0]])]
+    return None
+
+
+def _set_path(node: Any, keys: list[str], value: Any, text: str) -> None:
+    for depth, key in enumerate(keys):
+        last = depth == len(keys) - 1
+        where = tuple(keys[:depth])
+        if isinstance(node, list):
+            if not (key.isdigit() and int(key) < len(node)):
+                raise UserError(f"--set {text!r}: {'.'.join(where)} is a list of {len(node)}; "
+                                f"index it by position 0..{len(node) - 1} (got {key!r})")
+            index = int(key)
+            if last:
+                node[index] = value
+                return
+            if isinstance(node[index], str):  # a bare sampler/scorer name becomes a mapping
+                node[index] = {"name": node[index]}
+            node = node[index]
+            continue
+        if not isinstance(node, dict):
+            raise UserError(f"--set {text!r}: {'.'.join(where)} holds {node!r}, not a mapping of keys")
+        allowed = _allowed_keys(where)
+        if allowed is not None and key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f" (did you mean {'.'.join([*where, close[0], *keys[depth + 1:]])!r}?)" if close else ""
+            section = ".".join(where) or "the experiment file"
+            raise UserError(f"--set {text!r}: unknown key {key!r} in {section}{hint}")
+        if last:
+            node[key] = value
+            return
+        if node.get(key) is None:
+            node[key] = {}
+        node = node[key]
 
 
 # --- generic helpers -------------------------------------------------------------------------
@@ -299,11 +389,13 @@ def expand_samplers(raw: Any) -> tuple[RunSpec, ...]:
         where = f"samplers[{i}]"
         name, params = _entry(item, where)
         cls = SAMPLERS.get(name, where)
+        params = canonical_parameters(cls, name, params, where)
         allowed = [p for p, _ in cls.parameters()]
         for key in params:
             if key not in allowed:
+                also = "".join(f", {alias} (= {field})" for alias, field in cls.aliases.items())
                 raise UserError(f"{where} ({name}): unknown parameter {key!r}; {name} takes: "
-                                f"{', '.join(allowed) or 'no parameters'}")
+                                f"{', '.join(allowed) or 'no parameters'}{also}")
         keys = list(params)
         grids = [v if isinstance(v, list) else [v] for v in params.values()]
         if any(not g for g in grids):
@@ -314,6 +406,18 @@ def expand_samplers(raw: Any) -> tuple[RunSpec, ...]:
                 raise UserError(f"{where}: run {spec.name!r} appears twice in the grid")
             runs[spec.name] = spec
     return tuple(runs.values())
+
+
+def canonical_parameters(cls, name: str, params: dict, where: str) -> dict:
+    """A sampler entry's parameters with transformers' names (cls.aliases: top_p -> p) replaced
+    by the sampler's own, so that `top_p: 0.9` and `p: 0.9` name the same run."""
+    out = {}
+    for key, value in params.items():
+        field_name = cls.aliases.get(key, key)
+        if field_name in out:
+            raise UserError(f"{where} ({name}): {field_name!r} is given twice (once as {key!r}); keep one")
+        out[field_name] = value
+    return out
 
 
 def make_run(cls, name: str, params: dict, where: str) -> RunSpec:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -25,7 +26,8 @@ from evalharness.generation.models import LoadedModel, load_model
 from evalharness.records import HUMAN_RUN, Generation, Prompt, RunSpec
 from evalharness.report.folder import write_report
 from evalharness.report.summary import write_summary
-from evalharness.store import ResultsDir, changed_keys, ensure_writable, fingerprint, read_json, write_json
+from evalharness.store import (LOCK_FILES, ResultsDir, changed_keys, ensure_writable, fingerprint, read_json,
+                               results_lock, write_json)
 
 
 @dataclass(frozen=True)
@@ -44,8 +46,13 @@ def run_experiment(cfg: ExperimentConfig, opts: RunOptions, world: World | None 
 
     Under torchrun (`world` of several ranks) every rank loads the model and generates its share
     of each run's batches; rank 0 alone reads the data, owns the results folder, scores and
-    reports (see evalharness.experiment.parallel). The files it writes are those of a single process."""
-    world = world or World()
+    reports (see evalharness.experiment.parallel). The files it writes are those of a single
+    process, which holds the folder's lock from opening it to the end (store.results_lock)."""
+    with contextlib.ExitStack() as held:
+        return _run_experiment(cfg, opts, world or World(), held)
+
+
+def _run_experiment(cfg: ExperimentConfig, opts: RunOptions, world: World, held: contextlib.ExitStack) -> Path:
     started = time.time()
     device = rank_device(opts.device or cfg.model.device, world)
     documents = world.on_main(lambda: read_documents(cfg.data))  # before the model: fail fast
@@ -60,7 +67,7 @@ def run_experiment(cfg: ExperimentConfig, opts: RunOptions, world: World | None 
     root = Path(opts.output) if opts.output else Path("results") / cfg.name
     store = ResultsDir(root)
     key = experiment_key(cfg, loaded)
-    world.on_main(lambda: open_results(store, prompts, key, cfg, opts, started))
+    world.on_main(lambda: open_results(store, prompts, key, cfg, opts, started, held))
     batch_size = opts.batch_size or cfg.model.batch_size
     human_logits = human_logprobs.HumanLogits()  # one forward pass per batch, shared by the runs
     generate_human(world, store, prompts, loaded, batch_size, key, human_logits)
@@ -101,7 +108,10 @@ def preflight(cfg: ExperimentConfig) -> None:
 
 
 def open_results(store: ResultsDir, prompts: list[Prompt], key: dict, cfg: ExperimentConfig,
-                 opts: RunOptions, started: float) -> None:
+                 opts: RunOptions, started: float, held: contextlib.ExitStack | None = None) -> None:
+    """Take the folder's lock (kept by `held` until the run ends), then check and start it."""
+    if held is not None:
+        held.enter_context(results_lock(store.root))
     prepare_output(store.root, opts.overwrite)
     store.remove_stale_temporaries()
     check_same_experiment(store.root, key)
@@ -121,7 +131,7 @@ def check_lengths(prompts: list[Prompt], cfg: ExperimentConfig, loaded: LoadedMo
 
 def prepare_output(root: Path, overwrite: bool) -> None:
     if overwrite and root.exists():
-        if any(root.iterdir()) and not (root / "manifest.json").exists():
+        if any(p.name not in LOCK_FILES for p in root.iterdir()) and not (root / "manifest.json").exists():
             raise UserError(f"--overwrite: {root} is not an evalharness results folder; refusing to delete it")
         remove_results(root)
     ensure_writable(root)
@@ -262,9 +272,17 @@ def batches(items: list, size: int) -> list[list]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
+def sampler_notes(cfg: ExperimentConfig) -> dict:
+    """run -> what a sampler wants recorded about how it ran (the `hf` sampler: transformers'
+    warper chain and the defaults it took); only runs whose sampler has a note."""
+    samplers = {spec.name: build_sampler(spec) for spec in cfg.samplers}
+    return {name: sampler.note() for name, sampler in samplers.items() if hasattr(sampler, "note")}
+
+
 def manifest(cfg: ExperimentConfig, opts: RunOptions, key: dict, started: float, finished: float | None,
              world: World | None = None) -> dict:
-    return {
+    notes = sampler_notes(cfg)
+    return {**({"sampler_notes": notes} if notes else {}),
         "experiment": cfg.name, "config_file": cfg.path, "config": asdict(cfg), "seed": cfg.seed,
         "determined_by": key, "data_fingerprint": data_fingerprint(cfg.data.source),
         "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(opts).items()},

@@ -138,11 +138,18 @@ def step_through(logits: torch.Tensor, sampler: Sampler, uniforms: torch.Tensor 
     (rows, V), stop at the budget or once every row has ended, else get the next step's logits
     from `next_logits(tokens)`. Whether every row has ended is asked every `check_every` steps
     (on a GPU the question waits for the device); rows that ended meanwhile are cut at their
-    first end-of-text all the same."""
+    first end-of-text all the same.
+
+    A sampler with per-row state (mirostat) has `start_rows(rows, device)`: the loop draws from
+    that object's process() and tells it each step's tokens (observe)."""
+    if hasattr(sampler, "start_rows"):
+        sampler = sampler.start_rows(logits.shape[0], logits.device)
     finished = torch.zeros(logits.shape[0], dtype=torch.bool, device=logits.device)
     steps: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
     for step in range(max_new_tokens):
         chosen = choose_tokens(logits, sampler, None if uniforms is None else uniforms[:, step])
+        if hasattr(sampler, "observe"):
+            sampler.observe(chosen[0])
         steps.append(chosen)
         if eos_id is not None:
             finished |= chosen[0] == eos_id

@@ -15,6 +15,11 @@ one entry per human token (end-of-text included when the document ended), natura
 `null` stands for -inf (the token is outside the sampler's support; JSON has no infinity).
 The file is appended batch by batch and resumable like generations.jsonl.
 
+A sampler with per-row state (mirostat: its threshold mu follows the surprise of the tokens
+drawn) has a per-step distribution too, given the prefix: the human tokens drive its state, one
+prompt's tokens in order (`stateful_logprobs`), so each human token gets the probability the
+sampler would have given it had it produced the human prefix itself.
+
 Human-like text must be possible under a sampler before it can be typical of it: Holtzman et
 al. 2019 ask the oracle's question ("how large must k and p be to allow the human token?"),
 and HUSE (Hashimoto et al. 2019) needs exactly these probabilities for the human texts.
@@ -22,6 +27,7 @@ and HUSE (Hashimoto et al. 2019) needs exactly these probabilities for the human
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 from typing import Sequence
@@ -100,10 +106,35 @@ def sampler_logprobs_of_human(loaded, sampler, prompts: Sequence[Prompt],
     logits, targets = (human_logits or human_token_logits)(loaded, prompts)
     chunk = max(1, ELEMENTS_PER_CHUNK // logits.shape[-1])
     with torch.inference_mode():
-        picked = torch.cat([sampling_logprobs(sampler, logits[i:i + chunk]).gather(-1, targets[i:i + chunk, None])[:, 0]
-                            for i in range(0, len(targets), chunk)]).tolist()
+        if hasattr(sampler, "start_rows"):
+            picked = stateful_logprobs(sampler, logits, targets, [len(p.human_ids) for p in prompts]).tolist()
+        else:
+            picked = torch.cat([sampling_logprobs(sampler, logits[i:i + chunk]).gather(-1, targets[i:i + chunk, None])[:, 0]
+                                for i in range(0, len(targets), chunk)]).tolist()
     return [{"prompt_id": p.prompt_id, "logprobs": [v if math.isfinite(v) else None for v in values]}
             for p, values in zip(prompts, per_prompt(picked, prompts))]
+
+
+def stateful_logprobs(sampler, logits: torch.Tensor, targets: torch.Tensor, lengths: list[int]) -> torch.Tensor:
+    """(N,) log-probability of each target under a stateful sampler whose rows are the prompts:
+    `logits` and `targets` hold prompt after prompt (lengths[i] tokens each). Step t processes
+    every prompt's t-th token at once and tells the state the human token; a prompt already
+    finished repeats its last row (its state is no longer read)."""
+    out = torch.empty(len(targets), dtype=logits.dtype, device=logits.device)
+    if not len(targets):
+        return out
+    starts = torch.tensor([0, *itertools.accumulate(lengths)][:-1], device=logits.device)
+    sizes = torch.tensor(lengths, device=logits.device)
+    state = sampler.start_rows(len(lengths), logits.device)
+    for t in range(max(lengths)):
+        active = sizes > t
+        rows = starts + torch.minimum(torch.full_like(sizes, t), (sizes - 1).clamp(min=0))
+        rows = torch.where(sizes > 0, rows, 0)
+        logprobs = torch.log_softmax(state.process(logits[rows]), dim=-1)  # as sampling_logprobs
+        state.observe(targets[rows])
+        picked = logprobs.gather(-1, targets[rows, None])[:, 0]
+        out[rows[active]] = picked[active]
+    return out
 
 
 def per_prompt(values: list[float], prompts: Sequence[Prompt]) -> list[list[float]]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
+from huggingface_hub import constants as hub_constants
 
 from evalharness.errors import UserError, first_line
 from evalharness.generation.fast_decoding import ATTRIBUTE, fast_path_for
@@ -171,8 +172,11 @@ def _in_hub_cache(repo_id: str) -> bool:
 
 
 def hub_offline_mode() -> bool:
-    """HF_HUB_OFFLINE=1: the libraries read only their caches and fail fast by themselves."""
-    return os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("", "0", "false", "no")
+    """huggingface_hub's own answer (HF_HUB_OFFLINE, or TRANSFORMERS_OFFLINE, as it reads them when
+    imported): offline, the libraries read only their caches and fail fast by themselves. Asking
+    it, rather than reading the variables again, keeps us in step with what they will do."""
+    return bool(hub_constants.is_offline_mode() if hasattr(hub_constants, "is_offline_mode")
+                else hub_constants.HF_HUB_OFFLINE)
 
 
 def hub_reachable(timeout: float = 5.0) -> bool:

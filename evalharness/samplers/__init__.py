@@ -9,3 +9,6 @@ from evalharness.samplers.base import SAMPLERS, Sampler  # noqa: F401
 from evalharness.samplers import (  # noqa: F401
     beam, contrastive, search, stochastic_beam, temperature, top_k, top_p, truncation, typical,
 )
+from evalharness.samplers import hf_generate  # noqa: F401
+from evalharness.samplers import mirostat  # noqa: F401
+from evalharness.samplers import top_n_sigma  # noqa: F401

@@ -26,6 +26,10 @@ class Sampler:
     name: ClassVar[str]
     paper: ClassVar[str] = ""
     strategy: ClassVar[str] = "sample"
+    aliases: ClassVar[dict[str, str]] = {}
+    """Other names the YAML may give a parameter: transformers' GenerationConfig name -> field
+    (top_p: p). The experiment file maps them to the field before building the sampler, so run
+    names and records always use the field's own name."""
 
     def process(self, scores: torch.Tensor) -> torch.Tensor:
         return scores.clone()

@@ -22,6 +22,7 @@ class Contrastive(Sampler):
 
     alpha: float
     k: int
+    aliases = {"penalty_alpha": "alpha", "top_k": "k"}
     paper = "Su et al. 2022, A Contrastive Framework for Neural Text Generation"
     strategy = "contrastive"
 

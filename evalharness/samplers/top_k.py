@@ -23,6 +23,7 @@ class TopK(Truncation):
     base.truncate)."""
 
     k: int
+    aliases = {"top_k": "k"}
     paper = "Fan, Lewis & Dauphin 2018, Hierarchical Neural Story Generation"
 
     def check(self) -> None:

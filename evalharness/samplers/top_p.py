@@ -38,6 +38,7 @@ class TopP(Truncation):
     (see base.truncate)."""
 
     p: float
+    aliases = {"top_p": "p"}
     paper = "Holtzman et al. 2019, The Curious Case of Neural Text Degeneration"
 
     def check(self) -> None:

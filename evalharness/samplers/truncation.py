@@ -20,6 +20,7 @@ class Epsilon(Truncation):
     interpolation m: (1 - m) * that distribution + m * the tempered full one (base.truncate)."""
 
     epsilon: float
+    aliases = {"epsilon_cutoff": "epsilon"}
     paper = "Hewitt, Manning & Liang 2022, Truncation Sampling as Language Model Desmoothing"
 
     def check(self) -> None:
@@ -37,6 +38,7 @@ class Eta(Truncation):
     interpolation m: (1 - m) * that distribution + m * the tempered full one (base.truncate)."""
 
     eta: float
+    aliases = {"eta_cutoff": "eta"}
     paper = "Hewitt, Manning & Liang 2022, Truncation Sampling as Language Model Desmoothing"
 
     def check(self) -> None:
@@ -57,6 +59,7 @@ class MinP(Truncation):
     distribution + m * the tempered full one (base.truncate)."""
 
     p: float
+    aliases = {"min_p": "p"}
     paper = "Nguyen et al. 2024, Min-p Sampling for Creative and Coherent LLM Outputs"
 
     def check(self) -> None:

@@ -46,6 +46,7 @@ class Typical(Truncation):
     base.truncate)."""
 
     p: float
+    aliases = {"typical_p": "p"}
     paper = "Meister et al. 2022, Locally Typical Sampling"
 
     def check(self) -> None:

@@ -51,13 +51,24 @@ SUPPORT_CASES = {
     "beam": [({"num_beams": 4}, P, {0, 1, 2, 3, 4})],        # search: scores untouched
     "stochastic_beam": [({"num_beams": 4}, P, {0, 1, 2, 3, 4})],  # search over the full distribution
     "contrastive": [({"alpha": 0.6, "k": 4}, P, {0, 1, 2, 3, 4})],
+    # top-nσ: log P has max -0.693 and (Bessel) σ 0.852 -> threshold -0.693 - n * 0.852
+    "top_n_sigma": [({"n": 1.0}, P, {0}), ({"n": 1.2}, P, {0, 1}), ({"n": 2.0}, P, {0, 1, 2, 3}),
+                    ({"n": 3.0}, P, {0, 1, 2, 3, 4}), ({"n": 1.2, "temperature": 0.5}, P, {0, 1}),
+                    ({"n": 0.0}, P, {0})],
+    # mirostat, a row's first step: mu = 2 tau; surprises -log2 P = 1, 2.32, 2.74, 3.32, 4.32 bits
+    # hf: transformers' chain, top_k=50 by default (all of 5 tokens); top_p 0.6 drops the tail
+    # whose ascending cumulative mass is <= 0.4: 0.05 + 0.1 + 0.15
+    "hf": [({}, P, {0, 1, 2, 3, 4}), ({"top_k": 2}, P, {0, 1}), ({"top_p": 0.6}, P, {0, 1}),
+           ({"top_k": 0, "min_p": 0.35}, P, {0, 1})],
+    "mirostat": [({"tau": 1.5}, P, {0, 1, 2}), ({"tau": 2.5}, P, {0, 1, 2, 3, 4}),
+                 ({"tau": 0.4}, P, {0})],  # nothing within 0.8 bits: the argmax stays
 }
 
 
 # Interpolation m: the support of every truncation sampler becomes the whole vocabulary.
 # (Parameters whose truncated support on P is {0} or {1}, see the cases above.)
 INTERPOLATED = {"top_k": {"k": 1}, "top_p": {"p": 0.49}, "typical": {"p": 0.19}, "epsilon": {"epsilon": 0.9},
-                "eta": {"eta": 0.9}, "min_p": {"p": 1.0}}
+                "eta": {"eta": 0.9}, "min_p": {"p": 1.0}, "top_n_sigma": {"n": 1.0}, "mirostat": {"tau": 0.4}}
 for _name, _params in INTERPOLATED.items():
     SUPPORT_CASES[_name].append(({**_params, "interpolation": 0.1}, P, {0, 1, 2, 3, 4}))
     SUPPORT_CASES[_name].append(({**_params, "interpolation": 1e-9}, P, {0, 1, 2, 3, 4}))
@@ -68,11 +79,14 @@ def test_every_registered_sampler_has_support_cases():
     assert set(SUPPORT_CASES) == set(SAMPLERS.names())
 
 
+NO_INTERPOLATION = {"hf": "reproduces transformers' generate, whose warper chain has no interpolation"}
+
+
 def test_every_truncation_sampler_takes_interpolation():
     """Every sampler that truncates (some case has a support smaller than the vocabulary)."""
     truncating = {n for n, cases in SUPPORT_CASES.items() if any(len(c[2]) < len(c[1]) for c in cases)}
-    assert truncating == set(INTERPOLATED)
-    for name in truncating:
+    assert truncating - set(NO_INTERPOLATION) == set(INTERPOLATED)
+    for name in INTERPOLATED:
         assert dict(SAMPLERS.get(name).parameters())["interpolation"] == 0.0
 
 
@@ -127,6 +141,9 @@ BAD_PARAMS = [
     ("contrastive", {"alpha": 1.5, "k": 4}, "alpha"), ("contrastive", {"alpha": 0.5, "k": 0}, "k"),
     ("temperature", {"temperature": float("nan")}, "temperature"),
     ("stochastic_beam", {"num_beams": 0}, "num_beams"), ("stochastic_beam", {"num_beams": 2.0}, "num_beams"),
+    ("hf", {"top_k": -1}, "top_k"), ("hf", {"top_p": 0.0}, "top_p"), ("hf", {"temperature": 0.0}, "temperature"),
+    ("hf", {"eta_cutoff": 1.0}, "eta_cutoff"), ("hf", {"min_p": 1.5}, "min_p"),
+    ("top_n_sigma", {"n": -0.5}, "n"), ("mirostat", {"tau": 0}, "tau"), ("mirostat", {"tau": 3, "eta": 0}, "eta"),
 ] + [(name, {**params, "interpolation": bad}, "interpolation")
      for name, params in INTERPOLATED.items() for bad in (-0.1, 1.5, "some", float("nan"))]
 
