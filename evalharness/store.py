@@ -150,7 +150,7 @@ class ResultsDir:
         for p in prompts:
             if p.prompt_id in old and old[p.prompt_id] != p:
                 raise UserError(f"{self.root}: prompt {p.prompt_id} on disk differs from the one this "
-                                "configuration selects (data or seed changed); rerun with --overwrite or choose another --output")
+                                "configuration selects (the documents of data.source or the seed changed); rerun with --overwrite or choose another --output")
 
     # -- runs --
     def open_run(self, run: str, spec: dict) -> dict[str, Generation]:
@@ -160,16 +160,24 @@ class ResultsDir:
         never reused: that is an error unless the caller removed it (--overwrite)."""
         folder = self.run_dir(run)
         meta_path = folder / "run.json"
-        if meta_path.exists():
-            old = read_json(meta_path)
-            if old.get("fingerprint") != spec["fingerprint"]:
-                changed = [k for k in spec["determined_by"] if old.get("determined_by", {}).get(k) != spec["determined_by"][k]]
-                raise UserError(f"{folder}: holds generations made with other settings ({', '.join(changed) or 'unknown'}); "
-                                "rerun with --overwrite or choose another --output")
-        else:
+        self.check_run(run, spec)
+        if not meta_path.exists():
             folder.mkdir(parents=True, exist_ok=True)
             write_json(meta_path, spec)
         return self.read_generations(run, repair=True)
+
+    def check_run(self, run: str, spec: dict) -> None:
+        """Refuse, naming the changed settings (e.g. `params.temperature`), a run folder whose
+        generations were made otherwise. Called for every run before anything is written, so a
+        refused run leaves the whole folder as it was."""
+        meta_path = self.run_dir(run) / "run.json"
+        if not meta_path.exists():
+            return
+        old = read_json(meta_path)
+        if old.get("fingerprint") != spec["fingerprint"]:
+            changed = changed_keys(old.get("determined_by", {}), spec["determined_by"])
+            raise UserError(f"{self.run_dir(run)}: holds generations made with other settings "
+                            f"({', '.join(changed) or 'unknown'}); rerun with --overwrite or choose another --output")
 
     def append_generations(self, run: str, generations: list[Generation]) -> None:
         append_jsonl(self.generations_path(run), (g.to_dict() for g in generations))
@@ -180,6 +188,19 @@ class ResultsDir:
         for record in read_jsonl(self.generations_path(run), repair=repair):
             out.setdefault(record["prompt_id"], Generation.from_dict(record))
         return out
+
+
+def changed_keys(old: dict, new: dict) -> list[str]:
+    """The dotted keys (`data.context_tokens`, `params.p`) whose values differ, sorted."""
+    flat_old, flat_new = flatten(old), flatten(new)
+    return sorted(k for k in set(flat_old) | set(flat_new) if flat_old.get(k) != flat_new.get(k))
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
 
 
 def ensure_writable(root: Path) -> None:

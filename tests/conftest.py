@@ -8,6 +8,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 from helpers import build_tiny_model, synthetic_documents, write_jsonl  # noqa: E402
 
 
+def pytest_terminal_summary(terminalreporter, config):
+    """The order is random (pytest-randomly); `-q` hides its header, so say here, after any
+    failure, how to run the same order again."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if isinstance(seed, int) and not getattr(config.option, "randomly_dont_reorganize", False):
+        terminalreporter.write_line(f"random order: rerun it with -p randomly --randomly-seed={seed}")
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-gpt2"))

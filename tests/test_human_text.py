@@ -4,6 +4,7 @@ import csv
 import json
 import logging
 import math
+import re
 
 import numpy as np
 import pytest
@@ -113,32 +114,57 @@ def simulated_judgements(path, prompt_ids, runs=JUDGED, annotators=3, seed=0):
 
 
 @pytest.fixture(scope="module")
-def experiment(tiny_model_dir, corpus_jsonl, tmp_path_factory):
+def generated(tiny_model_dir, corpus_jsonl, tmp_path_factory):
+    """The grid generated; HUSE stopped the run for want of judgements (the error it raised)."""
     folder = tmp_path_factory.mktemp("table1")
     yaml_path = write_experiment(folder / "tiny.yaml", tiny_model_dir, corpus_jsonl, SAMPLER_GRID,
                                  num_prompts=12, max_new=8, scorers="[huse]")
-    return config.load(yaml_path), folder / "results"
-
-
-def test_huse_without_judgements_stops_after_generating_and_says_how_to_get_them(experiment, capsys):
-    cfg, out = experiment
-    with pytest.raises(UserError, match=r"^huse: no judgements at .*judgements\.csv; .*evalharness annotate"):
+    cfg, out = config.load(yaml_path), folder / "results"
+    with pytest.raises(UserError) as stopped:
         run_experiment(cfg, RunOptions(output=out))
+    return cfg, out, stopped.value
+
+
+@pytest.fixture(scope="module")
+def scored(generated):
+    """The same folder scored, with simulated judgements; the messages the package logged meanwhile."""
+    cfg, out, _ = generated
+    prompt_ids = [json.loads(line)["prompt_id"] for line in (out / "prompts.jsonl").read_text().splitlines()]
+    simulated_judgements(out / "judgements.csv", prompt_ids)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("evalharness")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        run_experiment(cfg, RunOptions(output=out))
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    return cfg, out, [r.getMessage() for r in records]
+
+
+@pytest.fixture(scope="module")
+def experiment(scored):
+    """The same folder scored, with simulated judgements."""
+    return scored[:2]
+
+
+def test_huse_without_judgements_stops_after_generating_and_says_how_to_get_them(generated):
+    cfg, out, error = generated
+    assert re.match(r"^huse: no judgements at .*judgements\.csv; .*evalharness annotate", str(error)), str(error)
     assert len((out / "pure" / "generations.jsonl").read_text().splitlines()) == 12
     for run in ("pure", "top_k-k=5", "top_k-k=5-interpolation=0.1"):
         assert len(human_logprobs.read(out / run)) == 12
     assert not human_logprobs.path(out / "stochastic_beam-num_beams=2").exists()  # no per-step distribution
 
 
-def test_huse_rows_match_the_reference_on_the_files(experiment, caplog):
-    cfg, out = experiment
-    prompt_ids = [json.loads(line)["prompt_id"] for line in (out / "prompts.jsonl").read_text().splitlines()]
-    simulated_judgements(out / "judgements.csv", prompt_ids)
-    with caplog.at_level(logging.INFO, logger="evalharness.scorers.huse"):
-        run_experiment(cfg, RunOptions(output=out))
+def test_huse_rows_match_the_reference_on_the_files(scored):
+    cfg, out, notes = scored
     assert "huse" not in rows_of(out)["greedy"]["metrics"]  # judged, but not a sampling distribution
-    assert "note: huse: run greedy has judgements but no HUSE: its sampler is not a sampling distribution" in [
-        r.getMessage() for r in caplog.records]
+    assert "note: huse: run greedy has judgements but no HUSE: its sampler is not a sampling distribution" in notes
     rows = rows_of(out)
     assert "huse" not in rows["human"]["metrics"] and "huse" not in rows["top_k-k=5"]["metrics"]
     assert "huse" not in rows["stochastic_beam-num_beams=2"]["metrics"]  # judged, but no human-text probability
@@ -183,8 +209,8 @@ def reference_from_files(out, run):
     return reference_huse(np.array(hj), logp, labels, lengths)
 
 
-def test_a_bad_judgement_stops_with_file_line_and_problem(experiment, tmp_path, capsys):
-    cfg, out = experiment
+def test_a_bad_judgement_stops_with_file_line_and_problem(generated, tmp_path, capsys):
+    cfg, out, _ = generated
     bad = tmp_path / "ratings.csv"
     bad.write_text("run,prompt_id,annotator,typicality\nhuman,00000,a,5\npure,00000,a,9\n")
     yaml_path = tmp_path / "bad.yaml"

@@ -8,14 +8,17 @@ tests show is that the number of *processes* changes no byte.
 
 import json
 import os
+import queue
+import shutil
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import pytest
 
+from evalharness.experiment.faults import KILL_ENV, SIGNAL_ENV
 from helpers import write_experiment
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,28 +78,64 @@ def test_two_ranks_write_the_bytes_of_one_process(experiment, tmp_path):
     assert len(features) == 6  # MAUVE features of human + 5 runs, computed by both ranks
 
 
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def two_nodes(yaml_path: Path, out: Path, node1_prefix: tuple = ()) -> list[tuple[str, str]]:
+    """`--nnodes 2` as on two machines (both on this one, meeting at a c10d endpoint on
+    127.0.0.1), the launch of the README. The rendezvous store is this test's, on a port bound
+    to 0 and read back (no free-port guess that another process could take); both nodes join it
+    as clients (is_host=false). (stdout, stderr) of each node; both must succeed."""
+    from torch.distributed import TCPStore
+
+    store = TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False, multi_tenant=True)
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+              "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{store.port}", "--rdzv-conf", "is_host=false",
+              "--rdzv-id", "t", "-m", "evalharness", "run", str(yaml_path), "--output", str(out)]
+    nodes = [subprocess.Popen([*(node1_prefix if node else ()), *launch[:3], "--node-rank", str(node), *launch[3:]],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment())
+             for node in (0, 1)]
+    results = [node.communicate(timeout=600) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], results[0][1] + results[1][1]
+    del store
+    return results
 
 
 def test_two_machines_by_c10d_rendezvous_write_the_same_bytes(experiment, tmp_path):
-    """`--nnodes 2` as on two machines (both on this one, meeting at a c10d endpoint on
-    127.0.0.1), the launch of the README; rank 0 alone writes and prints."""
+    """Rank 0 alone writes and prints."""
     yaml_path, reference = experiment
-    out = tmp_path / "nodes"
-    endpoint = f"127.0.0.1:{free_port()}"
-    nodes = [subprocess.Popen(
-        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
-         "--node-rank", str(node), "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, "--rdzv-id", "t",
-         "-m", "evalharness", "run", str(yaml_path), "--output", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment()) for node in (0, 1)]
-    results = [node.communicate(timeout=600) for node in nodes]
-    assert [node.returncode for node in nodes] == [0, 0], results[0][1] + results[1][1]
-    assert result_files(out) == reference
+    results = two_nodes(yaml_path, tmp_path / "nodes")
+    assert result_files(tmp_path / "nodes") == reference
     assert sum(stdout.count("results:") for stdout, _ in results) == 1
+
+
+def hide_folder() -> list[str] | None:
+    """A prefix that runs a command in its own mount namespace with FOLDER (the first argument)
+    covered by an empty tmpfs: there the files are truly not there. None where not allowed."""
+    unshare = shutil.which("unshare")
+    script = 'mount -t tmpfs none "$0" && exec "$@"'
+    if not unshare or subprocess.run([unshare, "-m", "sh", "-c", 'mount -t tmpfs none /mnt', "x"],
+                                     capture_output=True).returncode != 0:
+        return None
+    return [unshare, "-m", "sh", "-c", script]
+
+
+def test_rank_1_on_a_machine_without_the_data_file_still_runs(experiment, tmp_path, corpus_jsonl):
+    """The README: rank 0 alone reads the data source, no shared filesystem needed. Node 1 runs
+    in a mount namespace where the data folder is an empty tmpfs; the files are those of one process."""
+    prefix = hide_folder()
+    if prefix is None:
+        pytest.skip("mount namespaces (unshare -m, root) are not allowed here")
+    yaml_path, reference = experiment
+    data = tmp_path / "data"
+    data.mkdir()
+    moved = shutil.copy(corpus_jsonl, data / "docs.jsonl")
+    local = tmp_path / "local.yaml"
+    local.write_text(yaml_path.read_text().replace(str(corpus_jsonl), str(moved)))
+    hidden = subprocess.run([*prefix, str(data), "test", "!", "-e", str(moved)], capture_output=True)
+    assert hidden.returncode == 0, "the data file is still visible in the namespace"
+    # c10d numbers the nodes by their agents' pids: node 1 starts second and is rank 1; were it
+    # rank 0, it could not read the data and the run would fail here
+    results = two_nodes(local, tmp_path / "out", node1_prefix=(*prefix, str(data)))
+    assert result_files(tmp_path / "out") == reference
+    assert "results:" in results[0][0] and "results:" not in results[1][0]
 
 
 def records_written(root: Path) -> int:
@@ -117,30 +156,28 @@ def rank_pids(torchrun: subprocess.Popen) -> dict[int, int]:
     return out
 
 
-def kill_rank_after(ranks: int, rank: int, records: int, args: list, out: Path) -> None:
-    """Start a run on `ranks` ranks and SIGKILL `rank` once `records` records are on disk."""
-    process = subprocess.Popen(command(ranks, *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env=environment())
-    deadline = time.monotonic() + 300
-    while records_written(out) < records and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    pids = rank_pids(process)
-    assert process.poll() is None and rank in pids, "the run ended before the kill point"
-    os.kill(pids[rank], signal.SIGKILL)
-    process.communicate(timeout=120)
-    assert process.returncode != 0  # torchrun stopped the other ranks and failed
+def kill_rank_after(ranks: int, rank: int, rounds: int, args: list) -> str:
+    """Run on `ranks` ranks; `rank` SIGKILLs itself right after its `rounds`-th round of batches
+    (EVALHARNESS_TEST_KILL_AFTER: the point comes from the code, not the clock). torchrun then
+    stops the others and fails. Its stderr."""
+    result = subprocess.run(command(ranks, *args), capture_output=True, text=True, timeout=600,
+                            env={**environment(), KILL_ENV: f"round:{rounds}@{rank}"})
+    assert result.returncode != 0, result.stderr
+    assert "exitcode  : -9" in result.stderr, result.stderr  # torchrun's summary: the rank died of SIGKILL
+    return result.stderr
 
 
 def test_killed_ranks_resume_on_any_number_of_ranks(experiment, tmp_path):
-    """SIGKILL rank 1 of 2, resume on 3 ranks and SIGKILL rank 2, finish on 1 process: nothing
-    lost, nothing duplicated, the bytes of the uninterrupted run."""
+    """SIGKILL rank 1 of 2 after its 4th round, resume on 3 ranks and SIGKILL rank 2 after its
+    3rd, finish on 1 process: nothing lost, nothing duplicated, the bytes of the uninterrupted run."""
     yaml_path, reference = experiment
     out = tmp_path / "killed"
     args = ["run", yaml_path, "--output", out]
-    kill_rank_after(2, 1, 14, args, out)
+    kill_rank_after(2, 1, 4, args)  # rounds 1-2: human; 3-4: greedy (10 prompts: batches of 4, 4, 2)
     first = records_written(out)
-    kill_rank_after(3, 2, first + 12, args, out)
-    assert records_written(out) > first
+    assert first in (18, 20)  # human, and greedy up to round 3 or 4 (rank 0 may append round 4 first)
+    kill_rank_after(3, 2, 3, args)  # one round per file now: at least one more whole file is written
+    assert records_written(out) >= first + 10
     result = run_cli(1, *args)
     assert result.returncode == 0, result.stderr
     assert result_files(out) == reference
@@ -222,29 +259,32 @@ def test_out_of_memory_mid_run_stops_all_ranks_with_whole_records_only(experimen
 
 
 def test_a_hung_rank_is_named_after_the_timeout(experiment, tmp_path):
-    """SIGSTOP freezes rank 1 for real: rank 0 gives up after --timeout and names it."""
+    """Rank 1 freezes itself for real (SIGSTOP) right after its second round: rank 0 gives up
+    after --timeout and names it. The test ends as soon as that line appears (the frozen rank
+    would otherwise keep torchrun waiting)."""
     yaml_path, _ = experiment
-    out = tmp_path / "hung"
-    args = ["run", yaml_path, "--output", out, "--timeout", "4"]
-    process = subprocess.Popen(command(2, *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env=environment())
-    deadline = time.monotonic() + 300
-    while records_written(out) < 6 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    pids = rank_pids(process)
-    os.kill(pids[1], signal.SIGSTOP)
+    args = ["run", yaml_path, "--output", tmp_path / "hung", "--timeout", "4"]
+    env = {**environment(), KILL_ENV: "round:2@1", SIGNAL_ENV: "SIGSTOP"}
+    process = subprocess.Popen(command(2, *args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, env=env)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stderr] + [lines.put(None)],
+                     daemon=True).start()
+    seen = []
     try:
-        _, stderr = process.communicate(timeout=120)
+        while not (seen and seen[-1] is not None and seen[-1].startswith("error:")):
+            seen.append(lines.get(timeout=300))
+            assert seen[-1] is not None, "torchrun ended without an error line:\n" + "".join(seen[:-1])
     finally:
-        for pid in pids.values():
+        for pid in rank_pids(process).values():
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        process.wait(timeout=120)
+    assert seen[-1].rstrip("\n") == ("error: rank 1 did not answer within 4 s (hung or died); "
+                                     "raise --timeout if one batch can take that long"), "".join(seen)
     assert process.returncode != 0
-    lines = error_lines(stderr)
-    assert lines == ["error: rank 1 did not answer within 4 s (hung or died); "
-                     "raise --timeout if one batch can take that long"], stderr
 
 
 def test_user_errors_under_torchrun_keep_status_2_and_print_once(tmp_path):

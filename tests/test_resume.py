@@ -1,4 +1,4 @@
-"""Crash safety: partial lines, atomic writes, and a real `run` killed at random points."""
+"""Crash safety: partial lines, atomic writes, and a real `run` killed at seeded points of its progress."""
 
 import json
 import os
@@ -6,12 +6,12 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from evalharness.errors import UserError
+from evalharness.experiment.faults import KILL_ENV
 from evalharness.store import ResultsDir, append_jsonl, read_jsonl, write_atomic
 from helpers import write_experiment
 
@@ -68,8 +68,10 @@ def test_a_rerun_removes_the_temporary_files_a_killed_run_left(tmp_path, tiny_mo
     assert (tmp_path / "out" / "pure" / "generations.jsonl").exists()
 
 
-def cli_process(*args):
+def cli_process(*args, kill_after: str | None = None):
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    if kill_after:
+        env[KILL_ENV] = kill_after
     return subprocess.Popen([sys.executable, "-m", "evalharness", *map(str, args)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -90,35 +92,32 @@ def experiment(tiny_model_dir, corpus_jsonl, tmp_path_factory):
 
 
 def count_records(root: Path) -> int:
-    return sum(p.read_bytes().count(b"\n") for p in root.glob("*/generations.jsonl"))
+    """Per-prompt records of every kind: generations and the human text under each sampler."""
+    return sum(p.read_bytes().count(b"\n") for pattern in ("*/generations.jsonl", "*/human_logprobs.jsonl")
+               for p in root.glob(pattern))
 
 
 def test_killed_runs_resume_to_exactly_the_uninterrupted_result(experiment, tmp_path):
-    """SIGKILL a real run at seeded random points — after a random number of finished records,
-    and once more after generation, while scoring — then let it finish: nothing lost,
-    duplicated or truncated, and every file equals the uninterrupted run's. Bounded: 4 kills,
-    each waiting at most 120 s."""
+    """SIGKILL a real run at seeded random points of its progress - right after a chosen round
+    of batches (2 prompts each) is on disk, three times, and once more while scoring (after the
+    second run's scores) - then let it finish: nothing lost, duplicated or truncated, and every
+    file equals the uninterrupted run's. The kill points come from the code
+    (EVALHARNESS_TEST_KILL_AFTER), so each one is hit exactly, however loaded the machine."""
     yaml_path, reference = experiment
-    total = count_records(reference)
+    rounds = count_records(reference) // 2
     out = tmp_path / "killed"
-    rng = random.Random(1234)
-    points = sorted(rng.sample(range(1, total), 3)) + [total]
-    kills = 0
-    for point in points:
-        proc = cli_process("run", yaml_path, "--output", out, "--batch-size", 2)
-        deadline = time.monotonic() + 120
-        while proc.poll() is None and time.monotonic() < deadline and count_records(out) < point:
-            time.sleep(0.01)
-        if point == total:  # all generated: kill while scoring or reporting
-            time.sleep(rng.uniform(0.0, 1.0))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.wait()
+    points = sorted(random.Random(1234).sample(range(1, rounds), 3))
+    for done, point in zip([0, *points], points):
+        proc = cli_process("run", yaml_path, "--output", out, "--batch-size", 2, kill_after=f"round:{point - done}")
+        assert proc.wait(timeout=600) == -signal.SIGKILL, proc.stderr.read()
+        assert count_records(out) == 2 * point  # exactly the rounds before the kill point, whole
         for lines in generation_lines(out).values():  # never a duplicate prompt on disk
-            complete = [json.loads(x)["prompt_id"] for x in lines if x.endswith("}")]
-            assert len(complete) == len(set(complete))
-    assert kills >= 3
+            prompt_ids = [json.loads(x)["prompt_id"] for x in lines]
+            assert len(prompt_ids) == len(set(prompt_ids))
+    scoring = cli_process("run", yaml_path, "--output", out, "--batch-size", 2, kill_after="scores:2")
+    assert scoring.wait(timeout=600) == -signal.SIGKILL, scoring.stderr.read()
+    assert count_records(out) == count_records(reference) and len(list(out.glob("*/scores.json"))) == 2
+    assert not (out / "summary.json").exists()
     final = cli_process("run", yaml_path, "--output", out, "--batch-size", 2)
     assert final.wait(timeout=600) == 0, final.stderr.read()
     assert generation_lines(out) == generation_lines(reference)

@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence, TypeVar
 import torch
 
 from evalharness.errors import RankFailure, UserError, first_line
+from evalharness.experiment import faults
 from evalharness.experiment.torchrun import launched_by_torchrun
 
 T = TypeVar("T")
@@ -129,6 +130,7 @@ def for_each_share(world: World, tasks: Sequence[T], compute: Callable[[T], R],
         if world.is_main:
             for task, result in zip(todo, results):
                 consume(task, result)
+        faults.reached("round", world.rank)  # a no-op outside crash tests
 
 
 # -- starting and ending a world --------------------------------------------------------------

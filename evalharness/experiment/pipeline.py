@@ -26,7 +26,8 @@ from evalharness.generation.models import LoadedModel, load_model
 from evalharness.records import HUMAN_RUN, Generation, Prompt, RunSpec
 from evalharness.report.folder import write_report
 from evalharness.report.summary import write_summary
-from evalharness.store import LOCK_FILES, ResultsDir, ensure_writable, fingerprint, read_json, results_lock, write_json
+from evalharness.store import (LOCK_FILES, ResultsDir, changed_keys, ensure_writable, fingerprint, read_json,
+                               results_lock, write_json)
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,8 @@ def open_results(store: ResultsDir, prompts: list[Prompt], key: dict, cfg: Exper
     store.remove_stale_temporaries()
     check_same_experiment(store.root, key)
     store.check_prompts(prompts)
+    for spec in (RunSpec(HUMAN_RUN, HUMAN_RUN), *cfg.samplers):  # refuse before writing anything
+        store.check_run(spec.name, run_meta(spec, key))
     store.write_prompts(prompts)
     write_json(store.root / "manifest.json", manifest(cfg, opts, key, started, None))
 
@@ -168,19 +171,16 @@ def check_same_experiment(root: Path, key: dict) -> None:
     path = root / "manifest.json"
     if not path.exists() or not any(root.glob("*/generations.jsonl")):
         return
-    old = read_json(path).get("determined_by", {})
-    flat_old, flat_new = flatten(old), flatten(key)
-    changed = sorted(k for k in set(flat_old) | set(flat_new) if flat_old.get(k) != flat_new.get(k))
+    changed = changed_keys(read_json(path).get("determined_by", {}), key)
     if changed:
-        raise UserError(f"{root}: holds generations made with other settings ({', '.join(changed)}); "
+        named = [YAML_KEYS.get(k, k) for k in changed]
+        raise UserError(f"{root}: holds generations made with other settings ({', '.join(named)}); "
                         "rerun with --overwrite or choose another --output")
 
 
-def flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        out.update(flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
+YAML_KEYS = {"model": "model.name", "dtype": "model.dtype", "compile": "model.compile"}
+"""experiment_key's names as the YAML spells them (data.* and seed already are; `weights` are
+the files under model.name)."""
 
 
 def run_meta(spec: RunSpec, key: dict) -> dict:

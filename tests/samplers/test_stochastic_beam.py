@@ -66,9 +66,10 @@ def without_replacement(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_the_conditioned_gumbels_are_kools_formula_computed_stably():
-    torch.manual_seed(0)
-    locations, maximum = torch.randn(6, 9, dtype=torch.float64), torch.randn(6, dtype=torch.float64)
-    noise = -torch.log(-torch.log(torch.rand(6, 9, dtype=torch.float64)))
+    g = torch.Generator().manual_seed(0)  # its own generator: not the global one other tests share
+    locations = torch.randn(6, 9, dtype=torch.float64, generator=g)
+    maximum = torch.randn(6, dtype=torch.float64, generator=g)
+    noise = -torch.log(-torch.log(torch.rand(6, 9, dtype=torch.float64, generator=g)))
     perturbed = locations + noise
     top = perturbed.max(dim=-1, keepdim=True).values
     direct = -torch.log(torch.exp(-maximum[:, None]) - torch.exp(-top) + torch.exp(-perturbed))

@@ -216,6 +216,30 @@ def test_finetune_feature_through_the_scorer(evaluated, human_texts, tiny_bert, 
     human = records(human_texts[:10], evaluated.tokenizer, "human")
     rng = random.Random(3)
     scrambled = records([shuffled(t, rng) for t in human_texts[:10]], evaluated.tokenizer, "shuffled")
-    result = Detectability(features=("finetune",), finetune_epochs=1).score(scrambled, context(human[:10], resamples=20))
+    scorer = Detectability(features=("finetune",), finetune_epochs=1)
+    result = scorer.score(scrambled, context(human[:10], resamples=20))
     assert set(result.values) == {"detectability_auc_finetune", "detectability_acc_finetune"}
-    assert all(0.0 <= v <= 1.0 for v in result.values.values())
+    expected_auc, expected_acc = finetuned_out_of_fold_reference(scorer, human, scrambled, evaluated.tokenizer, tiny_bert)
+    assert result.values["detectability_auc_finetune"] == pytest.approx(expected_auc, abs=1e-12)
+    assert result.values["detectability_acc_finetune"] == pytest.approx(expected_acc, abs=1e-12)
+
+
+def finetuned_out_of_fold_reference(scorer, human, run, tokenizer, path) -> tuple[float, float]:
+    """The grouped protocol written out with sklearn: GroupKFold (shuffled, seeded) over prompt
+    groups, a FineTunedMiniLM fitted on each outer training part, sklearn's AUC and accuracy."""
+    from sklearn.metrics import accuracy_score, roc_auc_score
+    from sklearn.model_selection import GroupKFold
+
+    from evalharness.scorers.detectability import cut_pairs
+    from evalharness.scorers.finetune_detector import FineTunedMiniLM
+
+    pairs = cut_pairs(human, run, tokenizer, scorer.max_tokens)
+    texts, n = pairs.human + pairs.run, len(run)
+    y, groups = np.r_[np.zeros(n), np.ones(n)], np.r_[np.arange(n), np.arange(n)]
+    scores = np.full(2 * n, np.nan)
+    for train, test in GroupKFold(n_splits=scorer.folds, shuffle=True, random_state=scorer.seed).split(texts, y, groups):
+        model = FineTunedMiniLM(scorer.finetune_epochs, scorer.finetune_learning_rate, scorer.batch_size, scorer.seed,
+                                "cpu", path=path)
+        model.fit([texts[i] for i in train], y[train])
+        scores[test] = model.predict_proba([texts[i] for i in test])[:, 1]
+    return roc_auc_score(y, scores), accuracy_score(y, scores > 0.5)
