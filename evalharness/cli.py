@@ -172,16 +172,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging(args.verbosity)
     status = run_command(args)
-    if status and launched_by_torchrun():
+    if launched_by_torchrun():
         leave_rank(status)
     return status
 
 
 def leave_rank(status: int) -> None:
-    """End a failed rank now, with its status, without tearing down its process groups: its
-    peers are failing at their own pace, and gloo torn down while a peer still talks to it can
-    end the process in std::terminate (SIGABRT, seen in CI) instead of the status. The error line
-    is already printed; the operating system closes the connections."""
+    """End a torchrun rank now, with its status, without the interpreter's teardown of c10d's
+    threads. A failed rank's peers are failing at their own pace, and gloo torn down while a
+    peer still talks to it can end the process in std::terminate (SIGABRT, seen in CI) instead of
+    the status; a rank that succeeded has shut its process group down already, and its files are
+    written atomically and closed. Output is flushed; the operating system closes the rest."""
+    logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)

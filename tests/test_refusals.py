@@ -161,7 +161,8 @@ PARAMETER_VALUES = {"num_beams": (2, 3), "length_penalty": (1.0, 0.5), "alpha": 
                     "epsilon": (0.001, 0.002), "eta": (0.001, 0.002), "temperature": (1.0, 0.7),
                     "interpolation": (0.0, 0.1), "p": (0.9, 0.8), "tau": (3.0, 4.0), "n": (1.0, 2.0),
                     "top_k": (50, 40), "top_p": (1.0, 0.9), "typical_p": (1.0, 0.9), "min_p": (0.0, 0.1),
-                    "epsilon_cutoff": (0.0, 0.001), "eta_cutoff": (0.0, 0.001)}
+                    "epsilon_cutoff": (0.0, 0.001), "eta_cutoff": (0.0, 0.001),
+                    "interpolate_with": ("tempered", "untempered"), "prefer_finished": (False, True)}
 
 
 def sampler_parameter_cases() -> list:

@@ -29,6 +29,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from evalharness.annotation.plan import Hit, Plan, annotation_dir
 from evalharness.errors import UserError
@@ -361,13 +362,7 @@ class JudgementStore:
         ratings, withdrawn ones take theirs away; unchanged ones change nothing."""
         counts = dict.fromkeys(("new", "changed", "unchanged", "ratings_added", "ratings_withdrawn"), 0)
         with self.transaction() as db:
-            for a in assignments:
-                submission = f"mturk:{a['assignment_id']}"
-                before = self.approval(db, submission, a["annotator"], a["group_id"])
-                if before is not None and before[1] == a["platform_status"]:
-                    counts["unchanged"] += 1
-                    continue
-                counts["new" if before is None else "changed"] += 1
+            for a, submission, before in self.changed_statuses(db, assignments, "mturk", "assignment_id", counts):
                 db.execute("INSERT OR IGNORE INTO annotators VALUES (?, ?, 'mturk', NULL, ?, NULL)",
                            (a["annotator"], token_hash(secrets.token_urlsafe(24)), time.time()))
                 counted_before = before is not None and before[0] != WITHDRAWN
@@ -387,13 +382,7 @@ class JudgementStore:
         HIT copy is still free (else reported in 'not_restored')."""
         counts = dict.fromkeys(("new", "changed", "unchanged", "ratings_withdrawn", "not_restored"), 0)
         with self.transaction() as db:
-            for s in submissions:
-                submission = f"prolific:{s['submission_id']}"
-                before = self.approval(db, submission, s["annotator"], s["group_id"])
-                if before is not None and before[1] == s["platform_status"]:
-                    counts["unchanged"] += 1
-                    continue
-                counts["new" if before is None else "changed"] += 1
+            for s, submission, before in self.changed_statuses(db, submissions, "prolific", "submission_id", counts):
                 hit_id = before[2] if before else None
                 if s["status"] == WITHDRAWN and (before is None or before[0] != WITHDRAWN):
                     hit_id, withdrawn = self.withdraw_participant(db, s["annotator"])
@@ -405,6 +394,20 @@ class JudgementStore:
                 self.set_approval(db, submission, s["annotator"], s["group_id"], s["status"], s["platform_status"],
                                   hit_id)
         return counts
+
+    def changed_statuses(self, db: sqlite3.Connection, rows: list[dict], platform: str, id_key: str,
+                         counts: dict) -> Iterator[tuple[dict, str, tuple | None]]:
+        """(row, submission, what was stored before or None) for each imported row whose platform
+        status is new or changed; counts new, changed and unchanged rows. A re-import of the same
+        file therefore changes nothing."""
+        for row in rows:
+            submission = f"{platform}:{row[id_key]}"
+            before = self.approval(db, submission, row["annotator"], row["group_id"])
+            if before is not None and before[1] == row["platform_status"]:
+                counts["unchanged"] += 1
+                continue
+            counts["new" if before is None else "changed"] += 1
+            yield row, submission, before
 
     @staticmethod
     def approval(db: sqlite3.Connection, submission: str, annotator: str, group_id: str) -> tuple | None:

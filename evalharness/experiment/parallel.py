@@ -114,7 +114,11 @@ class World:
             raise RankFailure(hung_message(self, exc)) from None
 
     def shutdown(self) -> None:
+        """Leave the process group together: a barrier first, so no rank destroys its group while
+        a peer is still working (rank 0 writes the results after the last collective), which
+        can end a process in std::terminate (seen in CI) instead of its exit status."""
         if self.distributed and torch.distributed.is_initialized():
+            torch.distributed.barrier()
             torch.distributed.destroy_process_group()
 
 
