@@ -12,9 +12,8 @@ the text round-trips through its tokenizer).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -23,8 +22,10 @@ import numpy as np
 
 from evalharness.errors import UserError
 from evalharness.generation import models
+from evalharness.generation.decoding import teacher_forced_logprobs
 from evalharness.records import Generation
 from evalharness.scorers.base import ScoringContext
+from evalharness.store import fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -165,23 +166,16 @@ def pending(path: Path | None, inputs: Sequence, lengths: Sequence[int], batch_s
 
 def batch_nll(loaded: models.LoadedModel, pieces: Sequence[Pieces], batch: Sequence[int]) -> np.ndarray:
     """(len(batch), 2): per text of the batch, the sum of -log p(token | context, earlier tokens)
-    over its continuation tokens and their number; one forward pass, log-softmax in float32."""
-    import torch
-
+    over its continuation tokens and their number: one teacher-forced pass, the same one the
+    harness scores human text with (generation.decoding.teacher_forced_logprobs)."""
     out = np.zeros((len(batch), 2))
     todo = [row for row, i in enumerate(batch) if pieces[i].continuation]
     if not todo:
         return out
-    rows = [list(pieces[batch[r]].context) + list(pieces[batch[r]].continuation) for r in todo]
-    ids, mask = padded(rows, loaded.pad_id, loaded.device)
-    with torch.inference_mode():
-        logits = loaded.model(input_ids=ids, attention_mask=mask).logits
-    for k, row in enumerate(todo):
-        piece = pieces[batch[row]]
-        start, n = len(piece.context), len(piece.continuation)
-        logp = torch.log_softmax(logits[k, start - 1:start - 1 + n].float(), dim=-1)
-        target = ids[k, start:start + n].unsqueeze(-1)
-        out[row] = -float(logp.gather(-1, target).sum(dtype=torch.float64)), n
+    logprobs = teacher_forced_logprobs(loaded.model, [pieces[batch[r]].context for r in todo],
+                                       [pieces[batch[r]].continuation for r in todo], loaded.pad_id, loaded.device)
+    for row, values in zip(todo, logprobs):
+        out[row] = -math.fsum(values), len(values)
     return out
 
 
@@ -198,14 +192,9 @@ def run_pending(work: Pending, compute) -> list[np.ndarray]:
     return [compute(batch) for batch in work.batches]
 
 
-def digest(identity: dict) -> str:
-    """Hash of everything a judge's values depend on (cache names)."""
-    return hashlib.sha256(json.dumps(identity, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
-
-
 def cache_path(ctx: ScoringContext, kind: str, identity: dict, run: str) -> Path | None:
     """ctx.cache_dir/judge/<kind>/<run>-<hash of everything the values depend on>.json"""
     if ctx.cache_dir is None:
         return None
     safe_run = "".join(c if c.isalnum() or c in "._=-" else "_" for c in run)
-    return Path(ctx.cache_dir) / "judge" / kind / f"{safe_run}-{digest(identity)}.json"
+    return Path(ctx.cache_dir) / "judge" / kind / f"{safe_run}-{fingerprint(identity)}.json"

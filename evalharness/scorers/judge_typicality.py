@@ -17,7 +17,7 @@ from evalharness.scorers import judgements as judgements_file
 from evalharness.scorers import served_judge
 from evalharness.scorers.base import CLOSER, HIGHER, SCORERS, Scorer, ScoringContext, bootstrap_ci
 from evalharness.scorers.huse import Huse
-from evalharness.store import ResultsDir, finite_or_named, read_json, write_atomic, write_json
+from evalharness.store import ResultsDir, finite_or_named, fingerprint, read_json, write_atomic, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -233,7 +233,7 @@ class JudgeTypicality(Scorer):
             judge.load_judge(self.model, ctx.device, self.dtype, self.name).fingerprint
         identity = {"judge": self.model, "weights": weights, "dtype": self.dtype, "template": self.template,
                     "contexts": judge.context_texts(generations, ctx), "texts": [g.text for g in generations]}
-        return judge.cache_path(ctx, "typicality", identity, generations[0].run), judge.digest(identity)
+        return judge.cache_path(ctx, "typicality", identity, generations[0].run), fingerprint(identity)
 
     def pending(self, generations: Sequence[Generation], ctx: ScoringContext, force: bool = False):
         """The run's filled prompts, in batches; None when they are cached (unless `force`)."""
